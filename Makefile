@@ -1,0 +1,58 @@
+# kubellm developer entry points. `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+CRD_DIRS := crds charts/kubellm/crds manifests/base/crds
+
+.PHONY: install test unit lint crds golden demo bench cluster-up cluster-down e2e ci clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+## test: lint, type-check and run the unit, golden and chart tests (no cluster needed)
+test: install lint unit
+
+unit: install
+	$(BIN)/pytest tests
+
+lint: install
+	$(BIN)/ruff check operator tests e2e bench
+	$(BIN)/ruff format --check operator
+	$(BIN)/mypy --strict operator/kubellm
+	$(BIN)/lint-imports
+
+## crds: regenerate the CRDs from the pydantic models (tests fail when they drift)
+crds: install
+	$(BIN)/kubellm crd $(foreach d,$(CRD_DIRS),--write-to $(d))
+
+## golden: regenerate the golden render of every example (review the diff!)
+golden: install
+	for f in manifests/examples/*.yaml; do \
+	  $(BIN)/kubellm render -f $$f > tests/golden/$$(basename $$f); done
+
+## demo: the whole loop on an embedded default (no cluster of yours needed)
+demo: install
+	$(BIN)/kubellm demo
+
+bench: install
+	$(BIN)/python bench/render.py
+
+cluster-up:
+	bash e2e/cluster/cluster.sh up
+
+cluster-down:
+	bash e2e/cluster/cluster.sh down
+
+## e2e: bring the local control plane up if needed and run the user journeys through kubectl
+e2e: install cluster-up
+	$(BIN)/pytest e2e
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

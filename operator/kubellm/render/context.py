@@ -1,0 +1,105 @@
+"""The small frozen context every render function takes, and the labels children share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubellm import GROUP, KIND, VERSION
+from kubellm.render.resolve import Resolved
+
+INSTANCE = "app.kubernetes.io/instance"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+COMPONENT = "app.kubernetes.io/component"
+ENGINE = f"{GROUP}/engine"
+REVISION = f"{GROUP}/revision"
+SERVING = f"{GROUP}/serving"  # pods that answer HTTP: not LeaderWorkerSet workers
+METRICS_PATH = f"{GROUP}/metrics-path"
+
+# Optional APIs: children of these kinds are rendered only where the cluster serves them.
+LWS_API = "leaderworkerset.x-k8s.io/v1"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+MONITORING_API = "monitoring.coreos.com/v1"
+KEDA_API = "keda.sh/v1alpha1"
+OPTIONAL_APIS = frozenset({LWS_API, GATEWAY_API, MONITORING_API, KEDA_API})
+
+
+@dataclass(frozen=True)
+class RevisionTarget:
+    """One live revision and its share: what the rollout planner decided."""
+
+    revision: str
+    engine: str
+    replicas: int
+    weight: int
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    resolved: Resolved
+    replicas: int  # of the current revision
+    revisions: tuple[RevisionTarget, ...]  # every live revision, the current one included
+    apis: frozenset[str] = field(default=OPTIONAL_APIS)
+
+    @property
+    def name(self) -> str:
+        return self.resolved.owner.name
+
+    @property
+    def revision(self) -> str:
+        return self.resolved.revision
+
+    @property
+    def multi_node(self) -> bool:
+        return self.resolved.sizing.nodes_per_replica > 1
+
+
+def single_revision(resolved: Resolved, apis: frozenset[str] = OPTIONAL_APIS) -> RenderContext:
+    """A context with only the spec's revision taking all traffic (the first rollout)."""
+    replicas = resolved.spec.replicas
+    if resolved.spec.autoscaling:
+        replicas = max(replicas, resolved.spec.autoscaling.min_replicas)
+    target = RevisionTarget(resolved.revision, resolved.engine.name, replicas, 100)
+    return RenderContext(resolved, replicas, (target,), apis)
+
+
+def instance_labels(name: str) -> dict[str, str]:
+    """Labels that select every pod of one LLMDeployment."""
+    return {INSTANCE: name, COMPONENT: "inference"}
+
+
+def common_labels(ctx: RenderContext) -> dict[str, str]:
+    return {**instance_labels(ctx.name), MANAGED_BY: "kubellm"}
+
+
+def revision_labels(ctx: RenderContext) -> dict[str, str]:
+    return {**common_labels(ctx), ENGINE: ctx.resolved.engine.name, REVISION: ctx.revision}
+
+
+def serving_selector(name: str) -> dict[str, str]:
+    """Pods that serve clients, across revisions: the Service's and the scale selector."""
+    return {**instance_labels(name), SERVING: "true"}
+
+
+def metadata(ctx: RenderContext, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Child metadata: namespace and an ownerReference when the owner is known."""
+    meta: dict[str, Any] = {"name": name, "labels": labels}
+    owner = ctx.resolved.owner
+    if owner.namespace:
+        meta["namespace"] = owner.namespace
+    if owner.uid:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+def revision_name(name: str, revision: str) -> str:
+    return f"{name}-{revision}"
