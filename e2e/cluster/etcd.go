@@ -25,7 +25,7 @@ func runEtcd(args []string) int {
 	cfg := embed.NewConfig()
 	cfg.Name = "kubelocal"
 	cfg.Dir = *dataDir
-	cfg.LogLevel = "warn"
+	cfg.LogLevel = "error"
 	cfg.UnsafeNoFsync = true
 	cfg.QuotaBackendBytes = *quota
 	client := url.URL{Scheme: "http", Host: *listen}
