@@ -1,0 +1,150 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "kubellm.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kubellm.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kubellm.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kubellm.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubellm.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "kubellm.labels" -}}
+helm.sh/chart: {{ include "kubellm.chart" . }}
+{{ include "kubellm.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kubellm
+{{- end }}
+
+{{- define "kubellm.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kubellm.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kubellm.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "kubellm.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kubellm.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Peering is on unless the operator runs standalone.
+*/}}
+{{- define "kubellm.peering" -}}
+{{- if not .Values.standalone }}true{{ end }}
+{{- end }}
+
+{{/*
+RBAC: the operator's permissions, one readable list per scope. Adjust here only.
+
+kubellm.rbac.namespacedRules: what the operator needs in every namespace it serves
+(a ClusterRole when it watches the whole cluster, a Role per namespace otherwise).
+*/}}
+{{- define "kubellm.rbac.namespacedRules" -}}
+# The resource itself: read it, patch metadata (Kopf finalizers and progress annotations).
+- apiGroups: ["kubellm.io"]
+  resources: ["llmdeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["kubellm.io"]
+  resources: ["llmdeployments/status"]
+  verbs: ["get", "patch", "update"]
+# Events on the resource (Kopf posts core/v1 events; newer clients use events.k8s.io).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# Children, applied with server-side apply and owned by the LLMDeployment.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["leaderworkerset.x-k8s.io"]
+  resources: ["leaderworkersets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
+
+{{/*
+kubellm.rbac.discoveryRules and kubellm.rbac.clusterwideRules: cluster-scoped needs. Kopf watches CRDs to discover resources in
+every mode; namespaces and ClusterKopfPeerings only when it watches the whole cluster.
+*/}}
+{{- define "kubellm.rbac.discoveryRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{- define "kubellm.rbac.clusterwideRules" -}}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings", "kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch", "create"]
+{{- end }}
+
+{{- define "kubellm.rbac.namespacedPeeringRules" -}}
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch", "create"]
+{{- end }}
+
+{{/*
+The uniform per-pod series every engine is mapped to (recording rules) and the custom metric
+name prometheus-adapter exposes for each. Used by the PrometheusRule and the adapter rules.
+*/}}
+{{- define "kubellm.adapterMetrics" -}}
+kubellm:generation_tokens:rate1m: kubellm_generation_tokens_per_second
+kubellm:requests_in_flight: kubellm_requests_in_flight
+kubellm:queue_length: kubellm_queue_length
+kubellm:kv_cache_utilization: kubellm_kv_cache_utilization
+{{- end }}
