@@ -195,14 +195,13 @@ class _Sizer:
         m = self.model
         if m.attention_heads % tp:
             return f"{tp} does not divide the model's {m.attention_heads} attention heads"
-        if m.mla_kv_elements is None:
-            if self.traits.kv_heads_must_divide and m.kv_heads % tp:
-                return (
-                    f"{self.traits.name} needs the shard count to divide the "
-                    f"{m.kv_heads} KV heads; {tp} does not"
-                )
-            if m.kv_heads % tp and tp % m.kv_heads:
-                return f"{tp} neither divides nor is a multiple of the {m.kv_heads} KV heads"
+        if self.traits.kv_heads_must_divide and m.kv_heads % tp:
+            return (
+                f"{self.traits.name} needs the shard count to divide the "
+                f"{m.kv_heads} KV heads; {tp} does not"
+            )
+        if m.mla_kv_elements is None and m.kv_heads % tp and tp % m.kv_heads:
+            return f"{tp} neither divides nor is a multiple of the {m.kv_heads} KV heads"
         if tp > self.req.gpus_per_node:
             return f"{tp} exceeds the {self.req.gpus_per_node} GPUs per node"
         return None
