@@ -666,7 +666,18 @@ class RolloutStatus(StatusModel):
     started_at: str | None = Field(default=None, description="When the rollout began.")
     paused: bool = Field(default=False, description="Waiting for `kubellm promote`.")
     message: str = Field(default="", description="What the rollout waits for.")
+    changed: list[str] = Field(
+        default_factory=list, description="What the rollout changes: model, engine, image..."
+    )
     analysis: AnalysisStatus | None = Field(default=None, description="Last analysis.")
+    last_passed_at: str | None = Field(
+        default=None,
+        description="When an analysis last passed in this rollout; a step needs one after it"
+        " began.",
+    )
+    next_analysis_at: str | None = Field(
+        default=None, description="When the next canary analysis is due (RFC 3339)."
+    )
 
 
 class HistoryEntry(StatusModel):

@@ -7,6 +7,7 @@ from typing import Any
 
 from kubellm import GROUP, KIND, VERSION
 from kubellm.render.resolve import Resolved
+from kubellm.rollout.targets import RevisionTarget
 
 INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -22,16 +23,6 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 MONITORING_API = "monitoring.coreos.com/v1"
 KEDA_API = "keda.sh/v1alpha1"
 OPTIONAL_APIS = frozenset({LWS_API, GATEWAY_API, MONITORING_API, KEDA_API})
-
-
-@dataclass(frozen=True)
-class RevisionTarget:
-    """One live revision and its share: what the rollout planner decided."""
-
-    revision: str
-    engine: str
-    replicas: int
-    weight: int
 
 
 @dataclass(frozen=True)
