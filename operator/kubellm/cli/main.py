@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import yaml
 
 from kubellm.api.crd import all_crds, llmdeployment_crd
+from kubellm.cli.run import add_arguments as add_run_arguments
 from kubellm.engines import ENGINES
 from kubellm.render import render_documents
 from kubellm.sizing import (
@@ -114,6 +115,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from kubellm.cli.run import cmd_run as run
+
+    return run(args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubellm", description="Serve LLMs on Kubernetes GPUs: sizing, rendering, operator."
@@ -146,6 +153,10 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     size.add_argument("-o", "--output", choices=("json", "text"), default="text")
     size.set_defaults(handler=cmd_size)
+
+    run = sub.add_parser("run", help="the operator (in cluster or with the kubeconfig)")
+    add_run_arguments(run)
+    run.set_defaults(handler=cmd_run)
 
     demo = sub.add_parser("demo", help="the whole loop on an embedded default")
     demo.set_defaults(handler=cmd_demo)

@@ -71,7 +71,8 @@ class SGLang:
     metrics_path: str = "/metrics"
     quantizations: frozenset[str] = frozenset(QUANTIZATION_FLAG)
     kv_cache_dtypes: frozenset[str] = KV_CACHE_DTYPES
-    traits: EngineTraits = EngineTraits(name="sglang")
+    # --mem-fraction-static covers weights and KV only: activations live in the rest.
+    traits: EngineTraits = EngineTraits(name="sglang", activation_in_headroom=True)
     token_env: tuple[str, ...] = ("HF_TOKEN",)
     owned_flags: frozenset[str] = frozenset(
         {

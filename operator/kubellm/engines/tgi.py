@@ -45,8 +45,19 @@ class TGI:
     metrics_path: str = "/metrics"
     quantizations: frozenset[str] = frozenset(QUANTIZE_FLAG)
     kv_cache_dtypes: frozenset[str] = frozenset(KV_CACHE_FLAG)
+    # Shards divide heads and KV heads; KV is sized from memory free after a 4096-token
+    # prefill warm-up; 128 concurrent requests by default.
     traits: EngineTraits = EngineTraits(
-        name="tgi", supports_pipeline_parallel=False, kv_heads_must_divide=True, multi_node=False
+        name="tgi",
+        supports_pipeline_parallel=False,
+        kv_heads_must_divide=True,
+        multi_node=False,
+        memory_is_fraction_of_free=True,
+        default_max_batched_tokens=4096,
+        large_gpu_max_batched_tokens=4096,
+        default_max_num_seqs=128,
+        large_gpu_max_num_seqs=128,
+        sampler_bytes_per_seq_vocab=4.0,
     )
     token_env: tuple[str, ...] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
     owned_flags: frozenset[str] = frozenset(

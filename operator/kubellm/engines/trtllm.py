@@ -43,7 +43,18 @@ class TensorRTLLM:
     quantizations: frozenset[str] = QUANTIZATIONS
     kv_cache_dtypes: frozenset[str] = frozenset(KV_CACHE_DTYPE)
     # Multi-node TensorRT-LLM needs MPI launchers across the group; not rendered yet.
-    traits: EngineTraits = EngineTraits(name="trtllm", multi_node=False)
+    # kv_cache_free_gpu_memory_fraction is a share of memory free after weights and
+    # activations; trtllm-serve defaults to max_num_tokens 8192 and max_batch_size 2048.
+    traits: EngineTraits = EngineTraits(
+        name="trtllm",
+        multi_node=False,
+        memory_is_fraction_of_free=True,
+        default_max_batched_tokens=8192,
+        large_gpu_max_batched_tokens=8192,
+        default_max_num_seqs=2048,
+        large_gpu_max_num_seqs=2048,
+        sampler_bytes_per_seq_vocab=4.0,
+    )
     token_env: tuple[str, ...] = ("HF_TOKEN",)
     owned_flags: frozenset[str] = frozenset(
         {

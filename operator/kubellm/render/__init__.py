@@ -14,32 +14,22 @@ from kubellm.render.context import (
     MONITORING_API,
     OPTIONAL_APIS,
     RenderContext,
-    RevisionTarget,
     single_revision,
 )
 from kubellm.render.resolve import InvalidSpecError, Problem, Resolved, resolve
+from kubellm.rollout.targets import RevisionTarget
 
 
 def render_children(ctx: RenderContext) -> list[dict[str, Any]]:
-    """Every child of one LLMDeployment, in apply order (workloads before their traffic)."""
+    """Every child of one LLMDeployment, in apply order (workloads before their traffic).
+
+    Only the spec's revision is rendered in full; older revisions keep the pods they were
+    created with and are only scaled or deleted (see `kubellm.controller`).
+    """
     spec = ctx.resolved.spec
     objects: list[dict[str, Any]] = []
-    if ctx.multi_node:
-        if LWS_API not in ctx.apis:
-            raise InvalidSpecError(
-                ctx.resolved.owner,
-                [
-                    Problem(
-                        "spec.resources",
-                        f"one replica needs {ctx.resolved.sizing.nodes_per_replica} nodes, which"
-                        " takes a LeaderWorkerSet; install LeaderWorkerSet"
-                        " (leaderworkerset.x-k8s.io) or pick a larger GPU",
-                    )
-                ],
-            )
-        objects.append(children.leader_worker_set(ctx))
-    else:
-        objects.append(children.deployment(ctx))
+    if ctx.current is not None:  # None: rolled back, the spec's revision does not run
+        objects.append(_workload(ctx))
     objects.append(children.service(ctx))
     if spec.rollout.canary.traffic_routing.type == "gatewayAPI" and GATEWAY_API in ctx.apis:
         objects += children.revision_services(ctx)
@@ -53,6 +43,24 @@ def render_children(ctx: RenderContext) -> list[dict[str, Any]]:
     if MONITORING_API in ctx.apis:
         objects.append(children.pod_monitor(ctx))
     return objects
+
+
+def _workload(ctx: RenderContext) -> dict[str, Any]:
+    if not ctx.multi_node:
+        return children.deployment(ctx)
+    if LWS_API not in ctx.apis:
+        raise InvalidSpecError(
+            ctx.resolved.owner,
+            [
+                Problem(
+                    "spec.resources",
+                    f"one replica needs {ctx.resolved.sizing.nodes_per_replica} nodes, which"
+                    " takes a LeaderWorkerSet; install LeaderWorkerSet"
+                    " (leaderworkerset.x-k8s.io) or pick a larger GPU",
+                )
+            ],
+        )
+    return children.leader_worker_set(ctx)
 
 
 @dataclass

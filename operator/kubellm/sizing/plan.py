@@ -344,7 +344,8 @@ def _fit_reason(sizer: _Sizer, layout: _Layout, smaller: _Layout | None) -> str:
     explicit = req.tensor_parallel is not None or req.pipeline_parallel is not None
     text = (
         f"{_layout_label(req, layout)}{' as requested' if explicit else ''}: "
-        f"{dominant} dominate ({layout.weights_pg:.1f} GiB weights + "
+        f"{dominant} {'dominate' if dominant == 'weights' else 'dominates'}"
+        f" ({layout.weights_pg:.1f} GiB weights + "
         f"{layout.kv_required:.1f} GiB KV for {sizer.context} tokens + "
         f"{layout.overhead:.1f} GiB overhead of {layout.capacity:.1f} GiB per GPU)"
     )

@@ -1,0 +1,163 @@
+"""The only code that writes to the Kubernetes API: a small async REST client.
+
+Server-side apply under field manager `kubellm` for children and status, merge patches for
+replicas of older revisions, deletes for what the spec no longer needs. Every write is counted
+(`kubellm_api_writes_total`), so benchmarks and metrics can prove a steady state costs none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+
+from kubellm import FIELD_MANAGER
+from kubellm.metrics import API_WRITES
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def collection(self, namespace: str | None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+    def path(self, namespace: str | None, name: str) -> str:
+        return f"{self.collection(namespace)}/{name}"
+
+
+KINDS: dict[str, Kind] = {
+    k.kind: k
+    for k in (
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets"),
+        Kind("v1", "Service", "services"),
+        Kind("v1", "Pod", "pods"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        Kind("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
+        Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        Kind("kubellm.io/v1alpha1", "LLMDeployment", "llmdeployments"),
+        Kind("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
+        Kind("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
+    )
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class KubeClient:
+    """Async Kubernetes REST calls with the operator's credentials."""
+
+    def __init__(self, info: kopf.ConnectionInfo) -> None:
+        self.server = info.server.rstrip("/")
+        self._session = aiohttp.ClientSession(
+            headers=info.as_http_headers(),
+            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=32),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        if method != "GET":
+            API_WRITES.labels(method).inc()
+        async with self._session.request(
+            method,
+            self.server + path,
+            params=params,
+            json=body,
+            headers={"Content-Type": content_type},
+        ) as response:
+            payload: dict[str, Any] = await response.json(content_type=None)
+            if response.status >= 400:
+                raise ApiError(response.status, str(payload.get("message", payload)))
+            return payload
+
+    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply, forcing ownership: the operator is the only owner of children."""
+        kind = KINDS[obj["kind"]]
+        meta = obj["metadata"]
+        return await self._request(
+            "PATCH",
+            kind.path(meta.get("namespace"), meta["name"]),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def apply_status(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of the status subresource: fields no longer set are removed."""
+        kind = KINDS[obj["kind"]]
+        meta = obj["metadata"]
+        return await self._request(
+            "PATCH",
+            kind.path(meta.get("namespace"), meta["name"]) + "/status",
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def merge_patch(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        path = KINDS[kind].path(namespace, name) + (f"/{subresource}" if subresource else "")
+        return await self._request(
+            "PATCH",
+            path,
+            params={"fieldManager": FIELD_MANAGER},
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        """Delete in the background (children of children go by garbage collection)."""
+        try:
+            await self._request(
+                "DELETE",
+                KINDS[kind].path(namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiError as error:
+            if error.status != 404:
+                raise
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        return await self._request("GET", KINDS[kind].path(namespace, name))
+
+    async def served_group_versions(self) -> frozenset[str]:
+        """Every `group/version` the API server serves (to skip optional kinds)."""
+        groups = await self._request("GET", "/apis")
+        return frozenset(
+            version["groupVersion"]
+            for group in groups.get("groups", [])
+            for version in group.get("versions", [])
+        )
