@@ -1,0 +1,211 @@
+"""The engine simulator: OpenAI-shaped answers and each engine's own metric names."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kubellm.engines import get_engine
+from kubellm.simulator import SimulatorConfig, start
+from kubellm.simulator.load import generate_load
+
+Scenario = Callable[[aiohttp.ClientSession, str], Awaitable[Any]]
+
+
+def serve(config: SimulatorConfig, scenario: Scenario) -> Any:
+    """Run `scenario(session, base_url)` against an in-process simulator on loopback."""
+
+    async def main() -> Any:
+        runner, port = await start(config)
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await scenario(session, f"http://127.0.0.1:{port}")
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(main())
+
+
+async def complete(session: aiohttp.ClientSession, url: str, n: int = 1) -> list[int]:
+    async def one() -> int:
+        async with session.post(f"{url}/v1/completions", json={"prompt": "hello"}) as r:
+            await r.read()
+            return r.status
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def scrape(session: aiohttp.ClientSession, url: str, engine: str) -> str:
+    async with session.get(url + get_engine(engine).metrics_path) as response:
+        assert response.status == 200
+        return await response.text()
+
+
+def families(text: str) -> dict[str, Any]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """Value of one exposed sample line, by its exact exposed name."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    raise KeyError(name)
+
+
+FAST = {"latency": 0.01, "ttft": 0.005, "tokens_per_second": 1e6}
+
+
+def test_openai_shapes_models_and_health() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> None:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+        async with session.post(f"{url}/v1/chat/completions", json=body) as r:
+            chat = await r.json()
+        assert chat["object"] == "chat.completion" and chat["model"] == "m"
+        assert chat["choices"][0]["message"]["content"] == "tok0 tok1 tok2"
+        assert chat["usage"]["completion_tokens"] == 3
+        async with session.post(f"{url}/v1/completions", json={"prompt": "x"}) as r:
+            text = await r.json()
+        assert text["object"] == "text_completion" and text["choices"][0]["text"]
+        async with session.post(f"{url}/v1/completions", json={"model": "other"}) as r:
+            assert r.status == 404 and "does not exist" in (await r.json())["message"]
+        async with session.get(f"{url}/v1/models") as r:
+            assert [m["id"] for m in (await r.json())["data"]] == ["m"]
+        async with session.get(f"{url}/health") as r:
+            assert r.status == 200
+
+    serve(SimulatorConfig(model="m", **FAST), scenario)
+
+
+def test_vllm_metrics_use_vllm_names_and_count_errors_as_finished_reason_error() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> str:
+        statuses = await complete(session, url, 10)
+        assert sorted(statuses) == [200] * 7 + [500] * 3
+        return await scrape(session, url, "vllm")
+
+    text = serve(SimulatorConfig(engine="vllm", error_rate=0.3, **FAST), scenario)
+    found = families(text)
+    assert found["vllm:request_success"].type == "counter"
+    assert found["vllm:time_to_first_token_seconds"].type == "histogram"
+    assert found["vllm:e2e_request_latency_seconds"].type == "histogram"
+    assert sample(text, "vllm:request_success_total", finished_reason="error") == 3
+    assert sample(text, "vllm:request_success_total", finished_reason="length") == 7
+    assert sample(text, "vllm:generation_tokens_total") == 7 * 16
+    assert sample(text, "vllm:e2e_request_latency_seconds_count") == 7
+    for signal, source in get_engine("vllm").signals.items():
+        assert source is not None
+        exposed = source.name + ("_bucket" if source.kind == "histogram" else "")
+        assert exposed in text, signal
+
+
+def test_tgi_metrics_have_bare_counter_names_and_no_time_to_first_token() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> str:
+        await complete(session, url, 4)
+        return await scrape(session, url, "tgi")
+
+    text = serve(SimulatorConfig(engine="tgi", error_rate=0.25, **FAST), scenario)
+    assert "# TYPE tgi_request_count counter\ntgi_request_count 4\n" in text
+    assert 'tgi_request_failure{err="generation"} 1' in text
+    assert not [line for line in text.splitlines() if line.split(" ")[0].endswith("_total")]
+    assert "_created" not in text
+    assert "time_to_first_token" not in text and "ttft" not in text
+    found = families(text)
+    assert found["tgi_request_duration"].type == "histogram"
+    assert sample(text, "tgi_request_duration_count") == 3
+    for source in get_engine("tgi").signals.values():
+        if source is not None:
+            assert source.name in text
+
+
+def test_tgi_failure_series_appears_on_the_first_failure_only() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> str:
+        await complete(session, url, 2)
+        return await scrape(session, url, "tgi")
+
+    assert "tgi_request_failure" not in serve(SimulatorConfig(engine="tgi", **FAST), scenario)
+
+
+@pytest.mark.parametrize("engine", ["trtllm", "sglang"])
+def test_other_engines_export_the_names_their_engine_module_reads(engine: str) -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> str:
+        await complete(session, url, 2)
+        return await scrape(session, url, engine)
+
+    text = serve(SimulatorConfig(engine=engine, error_rate=0.5, **FAST), scenario)
+    for source in get_engine(engine).signals.values():
+        assert source is not None
+        assert source.name + ("_bucket" if source.kind == "histogram" else "") in text
+
+
+def test_trtllm_serves_prometheus_text_only_at_its_own_path() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> int:
+        async with session.get(f"{url}/metrics") as r:
+            return r.status
+
+    assert serve(SimulatorConfig(engine="trtllm", **FAST), scenario) == 404
+
+
+def test_fail_after_breaks_requests_and_health() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> tuple[list[int], int]:
+        statuses = [(await complete(session, url))[0] for _ in range(4)]
+        async with session.get(f"{url}/health") as r:
+            return statuses, r.status
+
+    statuses, health = serve(SimulatorConfig(fail_after=2, **FAST), scenario)
+    assert statuses == [200, 200, 500, 500] and health == 503
+
+
+def test_latency_is_what_the_request_takes() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> float:
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        await complete(session, url, 5)
+        return loop.time() - begin
+
+    elapsed = serve(SimulatorConfig(latency=0.3, ttft=0.1), scenario)
+    assert 0.3 <= elapsed < 1.0  # concurrent requests overlap
+
+
+def test_load_generator_is_bounded_and_loopback_only() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> Any:
+        result = await generate_load(url, rps=50, duration=0.4)
+        return result, await scrape(session, url, "vllm")
+
+    result, text = serve(SimulatorConfig(error_rate=0.1, **FAST), scenario)
+    assert (result.sent, result.ok, result.failed) == (20, 18, 2)
+    assert sample(text, "vllm:request_success_total", finished_reason="error") == 2
+    with pytest.raises(ValueError, match="loopback"):
+        asyncio.run(generate_load("http://example.com", rps=1, duration=1))
+    with pytest.raises(ValueError, match="rps"):
+        asyncio.run(generate_load("http://127.0.0.1:9", rps=10_000, duration=1))
+
+
+def test_command_line_prints_its_port_and_serves() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kubellm.simulator", "--engine", "sglang", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("listening on http://127.0.0.1:")
+        url = line.split()[-1]
+
+        async def check() -> str:
+            async with aiohttp.ClientSession() as session:
+                await complete(session, url)
+                return await scrape(session, url, "sglang")
+
+        assert "sglang:num_requests_total" in asyncio.run(check())
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
