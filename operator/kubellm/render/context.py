@@ -28,9 +28,17 @@ OPTIONAL_APIS = frozenset({LWS_API, GATEWAY_API, MONITORING_API, KEDA_API})
 @dataclass(frozen=True)
 class RenderContext:
     resolved: Resolved
-    replicas: int  # of the current revision
-    revisions: tuple[RevisionTarget, ...]  # every live revision, the current one included
+    revisions: tuple[RevisionTarget, ...]  # every serving revision; the spec's unless rolled back
     apis: frozenset[str] = field(default=OPTIONAL_APIS)
+
+    @property
+    def current(self) -> RevisionTarget | None:
+        """The spec's own revision, if the rollout lets it run."""
+        return next((t for t in self.revisions if t.revision == self.revision), None)
+
+    @property
+    def replicas(self) -> int:
+        return self.current.replicas if self.current else 0
 
     @property
     def name(self) -> str:
@@ -51,7 +59,7 @@ def single_revision(resolved: Resolved, apis: frozenset[str] = OPTIONAL_APIS) ->
     if resolved.spec.autoscaling:
         replicas = max(replicas, resolved.spec.autoscaling.min_replicas)
     target = RevisionTarget(resolved.revision, resolved.engine.name, replicas, 100)
-    return RenderContext(resolved, replicas, (target,), apis)
+    return RenderContext(resolved, (target,), apis)
 
 
 def instance_labels(name: str) -> dict[str, str]:
