@@ -1,0 +1,157 @@
+"""A real Prometheus scraping simulated engines on loopback, for analysis tests.
+
+Each simulator stands for one revision's pods; its scrape target carries the labels the
+operator's PodMonitor attaches (`namespace`, `llmdeployment`, `revision`, `engine`), so the
+analysis queries run unchanged. Needs the `prometheus` binary (Debian: `apt-get install
+prometheus`); callers skip when `prometheus_binary()` is None.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubellm.engines import get_engine
+
+
+def prometheus_binary() -> str | None:
+    return shutil.which("prometheus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    address: str  # host:port
+    metrics_path: str
+    labels: Mapping[str, str]
+
+
+def write_config(path: Path, targets: list[ScrapeTarget], interval: str = "1s") -> None:
+    """One job per target: engines differ in metrics path (TensorRT-LLM)."""
+    jobs = [
+        {
+            "job_name": f"engine-{i}",
+            "metrics_path": target.metrics_path,
+            "static_configs": [{"targets": [target.address], "labels": dict(target.labels)}],
+        }
+        for i, target in enumerate(targets)
+    ]
+    config = {"global": {"scrape_interval": interval, "evaluation_interval": interval}}
+    path.write_text(yaml.safe_dump({**config, "scrape_configs": jobs}))
+
+
+class Simulator:
+    """`python -m kubellm.simulator` as a process on a free loopback port."""
+
+    def __init__(self, engine: str = "vllm", **options: float | str) -> None:
+        self.engine = engine
+        args = [sys.executable, "-m", "kubellm.simulator", "--engine", engine, "--port", "0"]
+        for name, value in options.items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self.url = ""
+
+    def wait_listening(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        self.url = line.split()[-1]
+        return self.url
+
+    def target(self, **labels: str) -> ScrapeTarget:
+        address = urllib.parse.urlsplit(self.url).netloc
+        labels = {"engine": self.engine, **labels}
+        return ScrapeTarget(address, get_engine(self.engine).metrics_path, labels)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class Prometheus:
+    """A throwaway Prometheus on loopback with its data in `workdir`."""
+
+    def __init__(self, workdir: Path, targets: list[ScrapeTarget], binary: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "prometheus.yml"
+        write_config(config, targets)
+        self.log = (workdir / "prometheus.log").open("w")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {self.logs()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"prometheus not ready after {timeout}s: {self.logs()}")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.load(response)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def wait_for(self, promql: str, done: Callable[[float], bool], timeout: float = 30) -> float:
+        """Poll `promql` (summed) until `done(value)`; returns the value."""
+        deadline = time.monotonic() + timeout
+        value = float("nan")
+        while time.monotonic() < deadline:
+            value = sum(float(s["value"][1]) for s in self.query(promql))
+            if done(value):
+                return value
+            time.sleep(0.3)
+        raise TimeoutError(f"{promql} still {value} after {timeout}s")
+
+    def logs(self) -> str:
+        self.log.flush()
+        return (self.workdir / "prometheus.log").read_text()[-2000:]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
