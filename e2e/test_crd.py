@@ -80,7 +80,8 @@ def test_a_valid_llmdeployment_is_admitted_with_defaults(kubectl: Kubectl, names
     spec = json.loads(kubectl("get", "llmd", "ok", "-n", namespace, "-o", "json").stdout)["spec"]
     assert spec["replicas"] == 1
     assert spec["resources"]["tensorParallel"] == "auto"
-    assert spec["rollout"]["strategy"] == "canary"
+    assert spec["engine"]["gpuMemoryUtilization"] == 0.9
+    assert spec["resources"]["gpu"]["perNode"] == 8
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])

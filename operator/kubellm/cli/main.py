@@ -13,6 +13,8 @@ import yaml
 
 from kubellm.api.crd import all_crds, llmdeployment_crd
 from kubellm.cli.run import add_arguments as add_run_arguments
+from kubellm.cli.sre import add_arguments as add_sre_arguments
+from kubellm.cli.sre import cmd_abort, cmd_promote, cmd_status
 from kubellm.engines import ENGINES
 from kubellm.render import render_documents
 from kubellm.sizing import (
@@ -158,7 +160,19 @@ def _parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(handler=cmd_run)
 
+    status = sub.add_parser("status", help="revisions, weights, step, analysis, history")
+    add_sre_arguments(status)
+    status.add_argument("-w", "--watch", action="store_true", help="follow changes")
+    status.set_defaults(handler=cmd_status)
+    promote = sub.add_parser("promote", help="release a paused canary step")
+    add_sre_arguments(promote)
+    promote.set_defaults(handler=cmd_promote)
+    abort = sub.add_parser("abort", help="roll the running canary back")
+    add_sre_arguments(abort)
+    abort.set_defaults(handler=cmd_abort)
+
     demo = sub.add_parser("demo", help="the whole loop on an embedded default")
+    demo.add_argument("--offline", action="store_true", help="sizing and rendering only")
     demo.set_defaults(handler=cmd_demo)
     return parser
 

@@ -12,10 +12,10 @@ import kopf
 from prometheus_client import start_http_server
 
 from kubellm import FIELD_MANAGER
-from kubellm.metrics import REGISTRY
 from kubellm.controller.reconcile import Reconciler
 from kubellm.handlers import Memo, OperatorConfig, register
 from kubellm.k8s.client import KubeClient
+from kubellm.metrics import REGISTRY
 
 PERSISTENCE_PREFIX = "kubellm.io"
 
@@ -47,7 +47,7 @@ def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.persistence.finalizer = (
         f"{PERSISTENCE_PREFIX}/finalizer"  # unused: no blocking deletes
     )
-    settings.posting.enabled = False  # events are posted deliberately, one per change
+    settings.posting.loggers = False  # events are posted deliberately, one per change
     settings.posting.reporting_component = FIELD_MANAGER
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

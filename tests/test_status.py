@@ -1,0 +1,113 @@
+"""Status as a pure function: conditions, stable transition times, the derived phase."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubellm.api.models import LLMDeploymentStatus, RevisionStatus
+from kubellm.cli.sre import describe
+from kubellm.status import Observation, compose, phase_of, set_condition
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+
+def observe(previous: LLMDeploymentStatus, now: str = T0, **changes: object) -> Observation:
+    base: dict[str, object] = {
+        "now": now,
+        "generation": 1,
+        "previous": previous,
+        "spec_problems": (),
+        "sizing": None,
+        "revisions": (RevisionStatus(revision="r1", replicas=2, ready_replicas=2, weight=100),),
+        "desired_replicas": 2,
+        "selector": "app=x",
+        "rollout": None,
+        "history": (),
+        "stats": None,
+        "degraded": None,
+        "stalled": None,
+    }
+    return Observation(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_ready_when_every_replica_is_ready() -> None:
+    status = compose(observe(LLMDeploymentStatus()))
+    assert status.phase == "Ready"
+    assert status.ready == "2/2"
+    assert {c.type: c.status for c in status.conditions} == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+        "SpecValid": "True",
+    }
+
+
+def test_a_second_compose_of_the_same_facts_is_identical() -> None:
+    """What makes a resync write nothing: lastTransitionTime does not move."""
+    first = compose(observe(LLMDeploymentStatus()))
+    second = compose(observe(first, now=T1))
+    assert second == first
+
+
+def test_transition_time_moves_only_when_status_changes() -> None:
+    ready = compose(observe(LLMDeploymentStatus()))
+    loading = compose(
+        observe(
+            ready,
+            now=T1,
+            revisions=(RevisionStatus(revision="r1", replicas=2, ready_replicas=1, weight=100),),
+        )
+    )
+    by_type = {c.type: c for c in loading.conditions}
+    assert by_type["Ready"].status == "False" and by_type["Ready"].last_transition_time == T1
+    assert by_type["SpecValid"].last_transition_time == T0
+    assert loading.phase == "Progressing"
+
+
+def test_invalid_spec_is_degraded_while_serving_and_failed_without() -> None:
+    serving = compose(observe(LLMDeploymentStatus(), spec_problems=("spec.x: bad",)))
+    assert serving.phase == "Degraded"
+    assert next(c for c in serving.conditions if c.type == "SpecValid").message == "spec.x: bad"
+    nothing = compose(
+        observe(
+            LLMDeploymentStatus(), spec_problems=("spec.x: bad",), revisions=(), desired_replicas=0
+        )
+    )
+    assert nothing.phase == "Failed"
+
+
+def test_rolled_back_is_degraded() -> None:
+    status = compose(observe(LLMDeploymentStatus(), degraded=("RolledBack", "error rate 0.5")))
+    degraded = next(c for c in status.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "RolledBack")
+    assert status.phase == "Degraded"
+
+
+@pytest.mark.parametrize(
+    ("states", "phase"),
+    [
+        ({"Ready": "True", "Progressing": "False"}, "Ready"),
+        ({"Ready": "True", "Progressing": "True"}, "Progressing"),
+        ({"Ready": "False", "Progressing": "False"}, "Pending"),
+        ({"Ready": "True", "Degraded": "True"}, "Degraded"),
+    ],
+)
+def test_phase_is_a_function_of_conditions(states: dict[str, str], phase: str) -> None:
+    conditions: list = []
+    for kind, value in states.items():
+        conditions = set_condition(conditions, kind, value, "R", "", T0, 1)  # type: ignore[arg-type]
+    assert phase_of(conditions, serving=True) == phase
+
+
+def test_status_cli_tells_the_story() -> None:
+    status = compose(observe(LLMDeploymentStatus()))
+    obj = {
+        "metadata": {"name": "x", "namespace": "ns", "generation": 1},
+        "spec": {"model": {"name": "m"}, "engine": {"type": "tgi"}},
+        "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+    from datetime import UTC, datetime
+
+    text = describe(obj, datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
+    assert text.startswith("ns/x: Ready, 2/2 ready, tgi serving m")
+    assert "r1" in text and "100%" in text
