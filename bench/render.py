@@ -13,7 +13,8 @@ import yaml
 
 from kubellm.render import render_children, resolve, single_revision
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "manifests" / "examples").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
 ROUNDS = 200
 
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import kopf
 
-from kubellm import GROUP, PLURAL, VERSION
-from kubellm import metrics
+from kubellm import GROUP, PLURAL, VERSION, metrics
 from kubellm.controller.children import Child, PodInfo, owner_key, pod_info, summarize
 from kubellm.controller.reconcile import Reconciler
 from kubellm.k8s.client import KINDS

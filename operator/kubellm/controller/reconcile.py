@@ -17,9 +17,8 @@ from typing import Any
 import aiohttp
 import kopf
 
-from kubellm import GROUP, KIND, VERSION
+from kubellm import GROUP, KIND, VERSION, metrics
 from kubellm.api.models import AnalysisStatus, LLMDeploymentStatus, RevisionStatus
-from kubellm import metrics
 from kubellm.controller.children import (
     APPLIED_HASH,
     WORKLOAD_KINDS,
@@ -28,9 +27,11 @@ from kubellm.controller.children import (
     desired_hash,
 )
 from kubellm.k8s.client import KubeClient
+from kubellm.k8s.prometheus import run_analysis
 from kubellm.render import InvalidSpecError, RenderContext, render_children, resolve
 from kubellm.render.context import serving_selector
 from kubellm.render.resolve import Resolved, owner_of
+from kubellm.rollout.analysis import queries
 from kubellm.rollout.planner import LiveRevision, Observed, Plan, analysis_due, plan
 from kubellm.rollout.revision import pod_relevant
 from kubellm.status import Observation, compose, sizing_status
@@ -89,9 +90,6 @@ class Reconciler:
         analysis_spec = resolved.spec.rollout.canary.analysis
         rollout = previous.rollout
         if analysis_spec and self.http and rollout and analysis_due(rollout, now):
-            from kubellm.k8s.prometheus import run_analysis  # TEMP until analysis lands
-            from kubellm.rollout.analysis import queries
-
             analysis = await run_analysis(
                 analysis_spec,
                 queries(
