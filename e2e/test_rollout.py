@@ -14,6 +14,7 @@ One operator (namespaced to `e2e-ro-*`) and one Prometheus serve the whole modul
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -99,9 +100,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 @pytest.fixture
-def ns(cluster: Path, namespace: str) -> Iterator[str]:
-    """A fresh namespace the module's operator watches (`e2e-ro-*`)."""
-    name = NAMESPACE_PREFIX + namespace.removeprefix("e2e-")
+def ns(cluster: Path) -> Iterator[str]:
+    """A fresh namespace the module's operator watches (`e2e-ro-*`), deleted afterwards."""
+    name = NAMESPACE_PREFIX + secrets.token_hex(4)
     run_kubectl("create", "namespace", name)
     poll(
         lambda: (
@@ -233,29 +234,27 @@ def reasons(namespace: str, name: str) -> set[str]:
     return {e["reason"] for e in events(namespace, name)}
 
 
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def cli_has(command: str) -> bool:
-    proc = subprocess.run([KUBELLM, command, "--help"], capture_output=True, text=True)
-    return proc.returncode == 0
+def kubellm(*args: str) -> str:
+    """The SRE CLI (`kubellm status|promote|abort NAME -n NS`); its stdout."""
+    proc = subprocess.run([KUBELLM, *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"kubellm {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
 
 
-def sre(command: str, name: str, namespace: str) -> str:
-    """`kubellm promote|abort NAME -n NS`; the annotation it writes while the CLI lacks it."""
-    if cli_has(command):
-        proc = subprocess.run(
-            [KUBELLM, command, name, "-n", namespace], capture_output=True, text=True, timeout=30
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
-    # TODO(lead): drop once `kubellm promote/abort` land; they write this annotation.
+def annotate_request(name: str, namespace: str, request: str) -> None:
+    """What `kubellm promote|abort` write, by hand: RFC 3339 with microseconds."""
     run_kubectl(
         "annotate", "--overwrite", f"llmd/{name}", "-n", namespace,
-        f"kubellm.io/{command}-requested-at={now_rfc3339()}",
+        f"kubellm.io/{request}-requested-at={now_rfc3339()}",
     )  # fmt: skip
-    return ""
 
 
 def assert_rolled_back(
@@ -295,6 +294,7 @@ def test_model_change_promoted_step_by_step(operators: Operators, fleet: Fleet, 
 
         observed: list[int] = []
         splits: dict[int, dict[str, int]] = {}
+        columns: dict[int, str] = {}  # `kubectl get llmd` at each step
 
         def watch() -> dict[str, Any] | None:
             obj = get("llmd", name, ns)
@@ -305,6 +305,7 @@ def test_model_change_promoted_step_by_step(operators: Operators, fleet: Fleet, 
                     observed.append(weight)
                 if weight in (25, 50, 75) and weight not in splits:
                     splits[weight] = replicas_by_revision(name, ns)
+                    columns[weight] = run_kubectl("get", "llmd", name, "-n", ns).stdout
             history = (obj.get("status") or {}).get("history") or []
             finished = history and history[0]["revision"] == canary
             return obj if finished and not rollout.get("canaryRevision") else None
@@ -319,6 +320,10 @@ def test_model_change_promoted_step_by_step(operators: Operators, fleet: Fleet, 
     assert splits[25] == {stable: 3, canary: 1}, splits
     assert splits[50] == {stable: 2, canary: 2}, splits
     assert splits[75] == {stable: 1, canary: 3}, splits
+    for weight, printed in columns.items():
+        header, row = printed.splitlines()[:2]
+        canary_column = header.split().index("CANARY")
+        assert row.split()[canary_column] == str(weight), printed
 
     status = obj["status"]
     entry = status["history"][0]
@@ -355,12 +360,15 @@ def test_canary_with_high_error_rate_rolled_back(
     spec = analysis(fleet.prometheus.url)
     with fleet.track(ns, name, stable=HEALTHY, canary=ERRORS):
         apply(ns, manifest(name, OLD_MODEL, steps, spec))
-        wait_ready(name, ns)
+        first = wait_ready(name, ns)["status"]["rollout"]["stableRevision"]
+        before = pod_uids(ns, first)
         stable, canary = start_rollout(name, ns, manifest(name, NEW_MODEL, steps, spec))
+        assert stable == first
         stable_deployment = get("deployment", f"{name}-{stable}", ns)["metadata"]["uid"]
         wait_step(name, ns, 25)
         during = pod_uids(ns, stable)
         assert len(during) == 3 and replicas_by_revision(name, ns) == {stable: 3, canary: 1}
+        assert during <= before, (during, before)
         obj = assert_rolled_back(name, ns, stable, canary, "errorRate")
     entry = obj["status"]["history"][0]
     print(f"rolled back: {entry['reason']}")
@@ -373,15 +381,22 @@ def test_canary_with_high_error_rate_rolled_back(
         message="stable back to 4 pods",
     )
     assert during <= after, (during, after)
-    assert not pod_uids(ns, canary) or poll(
-        lambda: not pod_uids(ns, canary), timeout=30, message="canary pods gone"
-    )
+    poll(lambda: not pod_uids(ns, canary), timeout=30, message="canary pods gone")
     assert (
         operators.metric(
             "kubellm_rollouts_total", namespace=ns, llmdeployment=name, result="RolledBack"
         )
         == 1
     )
+
+    # The SRE reverts the spec (git revert): Ready again, nothing restarted, nothing new
+    # in the history.
+    apply(ns, manifest(name, OLD_MODEL, steps, spec))
+    obj = wait_ready(name, ns, timeout=30)
+    assert condition(obj, "Degraded")["status"] == "False", condition(obj, "Degraded")
+    assert len(obj["status"]["history"]) == 1 and obj["status"]["rolloutStats"]["total"] == 1
+    assert not rollout_of(obj).get("canaryRevision")
+    assert pod_uids(ns, stable) == after
 
 
 @pytest.mark.timeout(120)
@@ -441,13 +456,17 @@ def test_operator_killed_mid_step_resumes_that_step(
         assert before["currentStep"] == 1
         uids = pod_uids(ns, stable) | pod_uids(ns, canary)
 
+        killed_at = datetime.now(UTC)
         successor = operators.kill_and_replace()
-        poll(
-            lambda: successor.metric("kubellm_reconcile_total", result="success") >= 2,
-            timeout=30,
-            message="the successor reconciled",
-        )
-        after = rollout_of(get("llmd", name, ns))
+
+        def analysed_by_successor() -> dict[str, Any] | None:
+            rollout = rollout_of(get("llmd", name, ns))
+            ran = (rollout.get("analysis") or {}).get("time")
+            return rollout if ran and parse_time(ran) > killed_at else None
+
+        # the successor runs the step's analysis again: the step is alive, not just recorded
+        after = poll(analysed_by_successor, timeout=30, message="an analysis by the successor")
+        assert successor.metric("kubellm_canary_weight", namespace=ns, llmdeployment=name) == 50
         assert after["canaryRevision"] == canary and after["stableRevision"] == stable
         assert after["currentStep"] == 1 and after["canaryWeight"] == 50, after
         assert after["stepStartedAt"] == before["stepStartedAt"]
@@ -455,7 +474,9 @@ def test_operator_killed_mid_step_resumes_that_step(
         assert replicas_by_revision(name, ns) == {stable: 2, canary: 2}
         assert pod_uids(ns, stable) | pod_uids(ns, canary) == uids
 
-        sre("promote", name, ns)
+        story = kubellm("status", name, "-n", ns)
+        assert f"Rollout: {canary} at 50%, step 2/3" in story, story
+        annotate_request(name, ns, "promote")  # as `kubellm promote` would
         wait_step(name, ns, 75, timeout=30)
         obj = wait_finished(name, ns, canary, timeout=60)
     entry = obj["status"]["history"][0]
@@ -503,7 +524,7 @@ def test_hpa_resize_mid_canary_follows_the_split(operators: Operators, ns: str) 
         message="split of 3 at 50%: the canary rounds half up",
     )
 
-    sre("promote", name, ns)
+    kubellm("promote", name, "-n", ns)
     wait_finished(name, ns, canary, timeout=60)
     poll(
         lambda: replicas_by_revision(name, ns) == {canary: 3},
@@ -540,19 +561,13 @@ def test_history_and_success_rate_after_mixed_outcomes(
         operators.metric("kubellm_rollout_success_ratio", namespace=ns, llmdeployment=name) == 0.5
     )
 
-    if cli_has("status"):
-        proc = subprocess.run(
-            [KUBELLM, "status", name, "-n", ns], capture_output=True, text=True, timeout=30
-        )
-        assert proc.returncode == 0, proc.stderr
-        out = proc.stdout
-        for text in (good, bad, "Succeeded", "RolledBack", "50"):
-            assert text in out, out
-    else:
-        # TODO(lead): `kubellm status NAME -n NS` is not there yet; assert it tells the same
-        # story (both revisions, Succeeded, RolledBack, success rate 50%) once it lands.
-        printed = run_kubectl("get", "llmd", name, "-n", ns).stdout
-        assert "Degraded" in printed, printed
+    story = kubellm("status", name, "-n", ns)
+    print(story)
+    history = story[story.index("History:") :]
+    rows = [line.split() for line in history.splitlines()[2:4]]
+    assert [row[:2] for row in rows] == [[bad, "RolledBack"], [good, "Succeeded"]], story
+    assert "Rollouts: 2 total, 1 succeeded, 1 failed, success rate 50%" in story, story
+    assert f"{ns}/{name}: Degraded" in story, story
 
 
 @pytest.mark.timeout(120)
@@ -565,7 +580,7 @@ def test_abort_a_running_canary(operators: Operators, fleet: Fleet, ns: str) -> 
         wait_ready(name, ns)
         stable, canary = start_rollout(name, ns, manifest(name, NEW_MODEL, steps, spec))
         wait_step(name, ns, 50)
-        sre("abort", name, ns)
+        kubellm("abort", name, "-n", ns)
         obj = wait_finished(name, ns, canary, timeout=30)
     entry = obj["status"]["history"][0]
     assert entry["result"] == "Aborted", entry
