@@ -90,6 +90,7 @@ async def _reconcile(
 
 def _forget(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.locks.pop(body.metadata.uid or "", None)
+    memo.reconciler.expectations.forget(body.metadata.uid or "")
     metrics.forget(body.metadata.namespace or "", body.metadata.name or "")
 
 

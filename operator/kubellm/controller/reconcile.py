@@ -26,6 +26,7 @@ from kubellm.controller.children import (
     PodInfo,
     desired_hash,
 )
+from kubellm.controller.expectations import Expectations
 from kubellm.k8s.client import KubeClient
 from kubellm.k8s.prometheus import run_analysis
 from kubellm.render import InvalidSpecError, RenderContext, render_children, resolve
@@ -65,7 +66,7 @@ class Reconciler:
     apis: frozenset[str]
     http: aiohttp.ClientSession | None = None
     clock: Callable[[], datetime] = utcnow
-    applied_generation: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    expectations: Expectations = field(default_factory=Expectations)
 
     async def reconcile(
         self,
@@ -78,7 +79,12 @@ class Reconciler:
         now = self.clock()
         owner = owner_of(body)
         namespace = owner.namespace or "default"
-        previous = LLMDeploymentStatus.model_validate(body.get("status") or {})
+        uid = body.metadata.uid or ""
+        previous = LLMDeploymentStatus.model_validate(
+            self.expectations.status(
+                uid, body.metadata.get("resourceVersion"), body.get("status") or {}
+            )
+        )
         workloads = [c for c in children if c.kind in WORKLOAD_KINDS]
         try:
             resolved = resolve(body)
@@ -217,15 +223,12 @@ class Reconciler:
         meta = obj["metadata"]
         key = (obj["kind"], meta.get("namespace", ""), meta["name"])
         live = next((c for c in children if (c.kind, c.namespace, c.name) == key), None)
-        remembered = self.applied_generation.get(key)
-        drifted = remembered is not None and live is not None and live.generation != remembered
-        if live and live.applied_hash == digest and not drifted:
+        if not self.expectations.needs_apply(key, digest, live):
             return
         meta.setdefault("annotations", {})[APPLIED_HASH] = digest
         applied = await self.client.apply(obj)
         generation = (applied.get("metadata") or {}).get("generation")
-        if generation is not None:
-            self.applied_generation[key] = generation
+        self.expectations.record_apply(key, digest, generation)
         metrics.CHILDREN_APPLIED.labels(obj["kind"]).inc()
         verb = "Updated" if live else "Created"
         kopf.event(body, type="Normal", reason=verb, message=f"{verb} {obj['kind']} {meta['name']}")
@@ -243,21 +246,17 @@ class Reconciler:
             if workload.revision == resolved.revision and workload.revision in targets:
                 continue
             target = targets.get(workload.revision or "")
+            key = (workload.kind, workload.namespace, workload.name)
             if target is None or workload.revision in decision.delete:
-                await self.client.delete(workload.kind, workload.namespace, workload.name)
-                kopf.event(
-                    body,
-                    type="Normal",
-                    reason="Deleted",
-                    message=f"Deleted {workload.kind} {workload.name} (revision no longer needed)",
-                )
-            elif workload.replicas != target.replicas:
+                await self._delete(body, workload, "revision no longer needed")
+            elif self.expectations.needs_scale(key, target.replicas, workload):
                 await self.client.merge_patch(
                     workload.kind,
                     workload.namespace,
                     workload.name,
                     {"spec": {"replicas": target.replicas}},
                 )
+                self.expectations.record_scale(key, target.replicas)
                 kopf.event(
                     body,
                     type="Normal",
@@ -275,12 +274,22 @@ class Reconciler:
         """Children the spec no longer asks for (an HPA after autoscaling is removed...)."""
         wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
         for child in children:
-            if child in workloads or (child.kind, child.name) in wanted:
-                continue
-            await self.client.delete(child.kind, child.namespace, child.name)
-            kopf.event(
-                body, type="Normal", reason="Deleted", message=f"Deleted {child.kind} {child.name}"
-            )
+            if child not in workloads and (child.kind, child.name) not in wanted:
+                await self._delete(body, child, "no longer part of the spec")
+        self.expectations.forget_gone({(c.kind, c.namespace, c.name) for c in children})
+
+    async def _delete(self, body: kopf.Body, child: Child, why: str) -> None:
+        key = (child.kind, child.namespace, child.name)
+        if not self.expectations.needs_delete(key):
+            return
+        await self.client.delete(child.kind, child.namespace, child.name)
+        self.expectations.record_delete(key)
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Deleted",
+            message=f"Deleted {child.kind} {child.name} ({why})",
+        )
 
     async def _write_status(
         self,
@@ -292,7 +301,7 @@ class Reconciler:
         if new == previous.model_dump(mode="json", by_alias=True, exclude_none=True):
             return
         meta = body.get("metadata") or {}
-        await self.client.apply_status(
+        written = await self.client.apply_status(
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": KIND,
@@ -300,6 +309,8 @@ class Reconciler:
                 "status": new,
             }
         )
+        version = (written.get("metadata") or {}).get("resourceVersion")
+        self.expectations.record_status(body.metadata.uid or "", version, new)
 
     async def _refuse(
         self,
