@@ -129,7 +129,7 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def run(count: int) -> dict[str, float]:
-    namespace = f"bench-{count}"
+    namespace = f"bench-{count}-{int(time.time())}"
     kubectl("apply", "-f", "-", stdin=bench_nodes(count))
     kubectl("create", "namespace", namespace)
     log = Path(tempfile.mkstemp(prefix="kubellm-bench-", suffix=".log")[1])
@@ -144,7 +144,7 @@ def run(count: int) -> dict[str, float]:
         time.sleep(5)
         writes_before = server_writes()
         start = time.monotonic()
-        kubectl("apply", "-f", "-", stdin=llmdeployments(namespace, count))
+        kubectl("create", "-f", "-", stdin=llmdeployments(namespace, count))
         created = time.monotonic() - start
         ready = 0
         while ready < count and time.monotonic() - start < 600:
