@@ -141,11 +141,21 @@ build() {
   ln -sfn "$dir" "$STATE/bin/crds"
 }
 
-alive() { local p="$STATE/$1.pid"; [[ -f "$p" ]] && kill -0 "$(cat "$p")" 2>/dev/null; }
+# A component is alive if its pid file names a process started from $STATE/bin (so a
+# recycled pid is never signalled).
+alive() {
+  local f="$STATE/$1.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  local cmdline
+  cmdline="$( { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)" || return 1
+  [[ "$cmdline" == *"$STATE/bin/"* ]]
+}
 
 start() { # name args... ; runs $STATE/bin/<binary> detached, log+pid in $STATE
   local name="$1"; shift
-  setsid "$@" >"$STATE/$name.log" 2>&1 </dev/null &
+  setsid "$@" >"$STATE/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$STATE/$name.pid"
 }
 
@@ -212,10 +222,11 @@ cmd_up() {
     log "already up: export KUBECONFIG=$KUBECONFIG_FILE"
     return 0
   fi
-  if [[ -d "$STATE" ]] && ls "$STATE"/*.pid >/dev/null 2>&1; then
+  if [[ -n "$(own_pids)" ]]; then
     log "stale or partial cluster found; restarting it"
-    cmd_down
   fi
+  cmd_down
+  check_ports
   t=$(now_ms); build; log "binaries ready ($(elapsed_since "$t")s)"
   local B="$STATE/bin"
   mkdir -p "$STATE/etcd" && chmod 0700 "$STATE/etcd"
@@ -267,28 +278,53 @@ cmd_up() {
   log "up in $(elapsed_since "$T0")s: export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
+# Pids of every live process whose executable is in this checkout's $STATE/bin: the
+# components recorded in pid files, plus orphans of an earlier `up` that died midway.
+own_pids() {
+  local d pid exe
+  for d in /proc/[0-9]*; do
+    pid="${d#/proc/}"
+    exe="$( { tr '\0' '\n' <"$d/cmdline" | head -n1; } 2>/dev/null)" || continue
+    [[ "$exe" == "$STATE/bin/"* ]] && [[ "$(cut -d' ' -f3 "$d/stat" 2>/dev/null)" != Z ]] && echo "$pid"
+  done
+  return 0
+}
+
 cmd_down() {
-  local i c p pids=()
-  for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do   # reverse start order, etcd last
-    c="${COMPONENTS[$i]}"
-    if alive "$c"; then
-      p="$(cat "$STATE/$c.pid")"
-      kill -TERM "$p" 2>/dev/null || true
-      # give etcd a moment after its clients went away
-      if [[ "$c" == etcd ]]; then
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-      fi
-      pids+=("$p")
+  # State is deleted afterwards, so there is nothing to shut down gracefully: TERM all,
+  # give them 3s, then KILL whatever is left.
+  local p pids
+  mapfile -t pids < <(own_pids)
+  if (( ${#pids[@]} )); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 1 30); do
+      mapfile -t pids < <(own_pids)
+      (( ${#pids[@]} )) || break
+      sleep 0.1
+    done
+    if (( ${#pids[@]} )); then
+      kill -KILL "${pids[@]}" 2>/dev/null || true
+      for _ in $(seq 1 50); do
+        mapfile -t pids < <(own_pids)
+        (( ${#pids[@]} )) || break
+        sleep 0.1
+      done
     fi
-  done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
-  done
+  fi
   if [[ -d "$STATE" ]]; then
-    find "$STATE" -mindepth 1 -maxdepth 1 ! -name bin -exec rm -rf {} +
+    find "$STATE" -mindepth 1 -maxdepth 1 ! -name bin ! -name lock -exec rm -rf {} +
   fi
   log "down"
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+check_ports() {
+  local port
+  for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT"; do
+    port_free "$port" || die "127.0.0.1:$port is in use by another program (see: ss -ltnp | grep :$port);" \
+      "set KUBELLM_ETCD_PORT / KUBELLM_APISERVER_PORT to use other ports"
+  done
 }
 
 cmd_status() {
@@ -311,11 +347,23 @@ cmd_status() {
   fi
 }
 
+# up, down and build take an exclusive lock: concurrent `up`s (two pytest sessions, or
+# pytest and make) would otherwise race on the same ports and state directory.
+with_lock() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/lock"
+  if ! flock -n 9; then
+    log "waiting for another cluster.sh holding $STATE/lock"
+    flock 9
+  fi
+  "$@"
+}
+
 case "${1:-}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
+  up) with_lock cmd_up ;;
+  down) with_lock cmd_down ;;
   status) cmd_status ;;
-  build) build ;;
+  build) with_lock build ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
   *) echo "usage: $0 up|down|status|build|env" >&2; exit 2 ;;
 esac
