@@ -1,14 +1,18 @@
 """Canary rollouts on the local control plane, judged by a real Prometheus, seen through kubectl.
 
 The journeys of issue 5 §8, as an SRE lives them: change the model and watch the canary
-weight climb; a canary that errors, is slow, or fails a custom PromQL check rolls back
-while the stable keeps serving; an operator killed mid-step resumes that step; the HPA
-resizes the deployment mid-canary; history and success ratio add up; `abort` aborts.
+weight climb 25 -> 50 -> 75 -> promotion; a canary that errors, is slow, or fails a custom
+PromQL check rolls back while the stable keeps serving; an operator SIGKILLed mid-step
+resumes that very step; the HPA (emulated through the scale subresource) resizes the
+deployment mid-canary; history and success ratio add up after mixed outcomes, in status,
+on /metrics and in `kubellm status`; `kubellm abort` aborts. One more journey, promotion
+with every GPU in use, is a strict xfail until the planner's promotion stops surging.
 
 The GPU nodes are kwok-simulated (pods are Ready at once and run nothing), so
 `rollout_harness.Fleet` runs one engine simulator per live revision with the labels the
 operator's PodMonitor would attach, scraped by one Prometheus, under a steady load.
-One operator (namespaced to `e2e-ro-*`) and one Prometheus serve the whole module.
+One operator (namespaced to `e2e-ro-*`, standalone) and one Prometheus serve the module;
+each journey has its own namespace. About 3 minutes on 2 cores.
 """
 
 from __future__ import annotations
