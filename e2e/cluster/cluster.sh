@@ -139,6 +139,12 @@ build() {
     touch "$dir/.complete"
   fi
   ln -sfn "$dir" "$STATE/bin/crds"
+
+  # Keep the entries in use fresh and drop ones no checkout used for 14 days.
+  touch "$(readlink "$STATE/bin/kubelocal" | xargs dirname)" "$(readlink "$STATE/bin/kwok" | xargs dirname)" \
+    "$(readlink "$STATE/bin/crds")"
+  find "$CACHE/kubelocal" "$CACHE/kwok" "$CACHE/crds" -mindepth 1 -maxdepth 1 -type d -mtime +14 \
+    -exec rm -rf {} + 2>/dev/null || true
 }
 
 # A component is alive if its pid file names a process started from $STATE/bin (so a
@@ -278,14 +284,21 @@ cmd_up() {
   log "up in $(elapsed_since "$T0")s: export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
-# Pids of every live process whose executable is in this checkout's $STATE/bin: the
+# A pid is running if it exists and is not a zombie (builtins only: no forks).
+running() {
+  local st
+  { read -r st <"/proc/$1/stat"; } 2>/dev/null || return 1
+  st="${st##*) }"
+  [[ "${st%% *}" != Z ]]
+}
+
+# Pids of every running process whose executable is in this checkout's $STATE/bin: the
 # components recorded in pid files, plus orphans of an earlier `up` that died midway.
 own_pids() {
-  local d pid exe
+  local d exe
   for d in /proc/[0-9]*; do
-    pid="${d#/proc/}"
-    exe="$( { tr '\0' '\n' <"$d/cmdline" | head -n1; } 2>/dev/null)" || continue
-    [[ "$exe" == "$STATE/bin/"* ]] && [[ "$(cut -d' ' -f3 "$d/stat" 2>/dev/null)" != Z ]] && echo "$pid"
+    { read -r -d '' exe <"$d/cmdline"; } 2>/dev/null || continue
+    [[ "$exe" == "$STATE/bin/"* ]] && running "${d#/proc/}" && echo "${d#/proc/}"
   done
   return 0
 }
@@ -293,23 +306,17 @@ own_pids() {
 cmd_down() {
   # State is deleted afterwards, so there is nothing to shut down gracefully: TERM all,
   # give them 3s, then KILL whatever is left.
-  local p pids
+  local p pids left
   mapfile -t pids < <(own_pids)
   if (( ${#pids[@]} )); then
     kill -TERM "${pids[@]}" 2>/dev/null || true
-    for _ in $(seq 1 30); do
-      mapfile -t pids < <(own_pids)
-      (( ${#pids[@]} )) || break
+    for i in $(seq 1 80); do
+      left=()
+      for p in "${pids[@]}"; do running "$p" && left+=("$p"); done
+      (( ${#left[@]} )) || break
+      (( i == 30 )) && kill -KILL "${left[@]}" 2>/dev/null
       sleep 0.1
     done
-    if (( ${#pids[@]} )); then
-      kill -KILL "${pids[@]}" 2>/dev/null || true
-      for _ in $(seq 1 50); do
-        mapfile -t pids < <(own_pids)
-        (( ${#pids[@]} )) || break
-        sleep 0.1
-      done
-    fi
   fi
   if [[ -d "$STATE" ]]; then
     find "$STATE" -mindepth 1 -maxdepth 1 ! -name bin ! -name lock -exec rm -rf {} +
