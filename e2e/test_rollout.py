@@ -286,13 +286,21 @@ def assert_rolled_back(
 
 
 @pytest.mark.timeout(150)
-def test_model_change_promoted_step_by_step(operators: Operators, fleet: Fleet, ns: str) -> None:
+def test_model_change_promoted_step_by_step(
+    operators: Operators, fleet: Fleet, ns: str, tmp_path: Path
+) -> None:
     name = "promo"
     steps = [{"weight": w, "pause": {"duration": "5s"}} for w in (25, 50, 75)]
     spec = analysis(fleet.prometheus.url)
     with fleet.track(ns, name):
         apply(ns, manifest(name, OLD_MODEL, steps, spec))
         wait_ready(name, ns)
+        # the SRE follows along: `kubellm status NAME --watch`
+        watch_log = tmp_path / "status-watch.txt"
+        with watch_log.open("w") as out:
+            watcher = subprocess.Popen(
+                [KUBELLM, "status", name, "-n", ns, "--watch"], stdout=out, stderr=out
+            )
         stable, canary = start_rollout(name, ns, manifest(name, NEW_MODEL, steps, spec))
         assert stable != canary
 
@@ -314,8 +322,23 @@ def test_model_change_promoted_step_by_step(operators: Operators, fleet: Fleet, 
             finished = history and history[0]["revision"] == canary
             return obj if finished and not rollout.get("canaryRevision") else None
 
-        obj = poll(watch, timeout=120, interval=0.3, message="promotion")
+        try:
+            obj = poll(watch, timeout=120, interval=0.3, message="promotion")
+            poll(
+                lambda: "Rollouts: 1 total, 1 succeeded" in watch_log.read_text(),
+                timeout=15,
+                message="`kubellm status --watch` showing the promotion",
+            )
+        finally:
+            watcher.terminate()
+            watcher.wait(10)
     print(f"canary weights observed: {observed}")
+    story = watch_log.read_text()
+    shown = [
+        story.find(f"Rollout: {canary} at {w}%, step {i}/3") for i, w in ((1, 25), (2, 50), (3, 75))
+    ]
+    assert -1 not in shown and shown == sorted(shown), story
+    assert "Rollouts: 1 total, 1 succeeded, 0 failed, success rate 100%" in story, story
 
     steps_seen = [w for w in observed if w in (25, 50, 75)]
     assert steps_seen == [25, 50, 75], observed
