@@ -32,7 +32,9 @@ def apply_crds() -> None:
 class OperatorProcess:
     """One operator process; its log goes to a temporary file shown on failures."""
 
-    def __init__(self, *extra: str, resync_seconds: float = 3) -> None:
+    def __init__(
+        self, *extra: str, resync_seconds: float = 3, kubeconfig: Path = KUBECONFIG
+    ) -> None:
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.log = Path(tempfile.mkstemp(prefix="kubellm-operator-", suffix=".log")[1])
@@ -43,7 +45,7 @@ class OperatorProcess:
             "--resync-seconds", str(resync_seconds),
             *extra,
         ]  # fmt: skip
-        env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         with self.log.open("w") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         self.wait_healthy()

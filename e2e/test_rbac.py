@@ -1,0 +1,131 @@
+"""The chart's RBAC is enough: the operator's journey runs under its ServiceAccount's token.
+
+The chart is rendered by the real Helm engine; its ServiceAccount, ClusterRole and binding
+are applied to the local control plane; the operator runs with a kubeconfig holding only that
+ServiceAccount's token. Any missing permission shows up as a failed journey or a 403 in the
+operator's log; `kubectl auth can-i` shows what it must never have.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+from conftest import KUBECONFIG, ROOT, run_kubectl
+from operator_process import OperatorProcess, apply_crds
+from test_operator import condition, get, llmd, poll, serving_pods, wait_ready
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+RELEASE_NAMESPACE = "kubellm-system"
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+
+
+def chart_rbac() -> list[dict[str, Any]]:
+    with helm.Chart.load(str(ROOT / "charts" / "kubellm")) as chart:
+        manifests = chart.render({}, name="kubellm", namespace=RELEASE_NAMESPACE)
+    objects = [
+        o
+        for path, text in manifests.items()
+        if not path.endswith("NOTES.txt")
+        for o in yaml.safe_load_all(text)
+        if o
+    ]
+    return [o for o in objects if o["kind"] in RBAC_KINDS]
+
+
+@pytest.fixture(scope="module")
+def service_account_kubeconfig(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_kubectl("create", "namespace", RELEASE_NAMESPACE, check=False)
+    objects = chart_rbac()
+    run_kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+    (account,) = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
+    token = run_kubectl(
+        "create", "token", account, "-n", RELEASE_NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(KUBECONFIG.read_text())
+    admin["users"] = [{"name": "operator", "user": {"token": token}}]
+    for context in admin["contexts"]:
+        context["context"]["user"] = "operator"
+    path = tmp_path_factory.mktemp("rbac") / "kubeconfig"
+    path.write_text(yaml.safe_dump(admin))
+    return path
+
+
+@pytest.fixture(scope="module")
+def operator(service_account_kubeconfig: Path) -> Iterator[OperatorProcess]:
+    apply_crds()
+    process = OperatorProcess(kubeconfig=service_account_kubeconfig)  # with peering
+    yield process
+    process.stop()
+
+
+def can_i(kubeconfig: Path, *args: str) -> bool:
+    proc = run_kubectl("--kubeconfig", str(kubeconfig), "auth", "can-i", *args, check=False)
+    return proc.stdout.strip() == "yes"
+
+
+def test_the_journey_runs_under_the_charts_service_account(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=llmd("rbac"))
+    wait_ready("rbac", namespace)
+    kubectl("scale", "llmd/rbac", "-n", namespace, "--replicas=3")
+    assert wait_ready("rbac", namespace)["status"]["readyReplicas"] == 3
+    quick = {"canary": {"steps": [{"weight": 50, "pause": {"duration": "2s"}}]}}
+    model = {"name": "meta-llama/Llama-3.3-70B-Instruct"}
+    change = llmd("rbac", replicas=3, rollout=quick, model=model)
+    kubectl("apply", "-n", namespace, "-f", "-", input=change)
+    poll(
+        lambda: (get("llmd", "rbac", namespace).get("status") or {}).get("history"),
+        timeout=120,
+        message="the model change promoted",
+    )
+    infeasible = {"gpu": {"type": "L4"}, "tensorParallel": 1, "pipelineParallel": 1}
+    bad = llmd("rbac", replicas=3, rollout=quick, model=model, resources=infeasible)
+    kubectl("apply", "-n", namespace, "-f", "-", input=bad)
+    poll(
+        lambda: condition(get("llmd", "rbac", namespace), "SpecValid").get("status") == "False",
+        timeout=30,
+        message="SpecValid=False",
+    )
+    events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    assert "InvalidSpec" in events and "Created Deployment" in events
+    kubectl("delete", "llmd", "rbac", "-n", namespace)
+    poll(lambda: not serving_pods("rbac", namespace), timeout=60, message="pods gone")
+    log = operator.tail()
+    assert "403" not in log and "forbidden" not in log.lower(), log
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ("get", "secrets", "-A"),
+        ("list", "secrets", "-A"),
+        ("get", "configmaps", "-A"),
+        ("*", "*", "-A"),
+        ("create", "pods", "-A"),
+        ("update", "llmdeployments.kubellm.io", "-A"),
+        ("delete", "llmdeployments.kubellm.io", "-A"),
+        ("create", "clusterroles"),
+    ],
+)
+def test_what_the_service_account_must_never_do(
+    service_account_kubeconfig: Path, request_: tuple[str, ...]
+) -> None:
+    assert not can_i(service_account_kubeconfig, *request_)
+
+
+def test_what_it_needs_is_granted(service_account_kubeconfig: Path) -> None:
+    for request_ in [
+        ("patch", "deployments", "-A"),
+        ("patch", "llmdeployments.kubellm.io/status", "-A"),
+        ("create", "events", "-A"),
+        ("watch", "pods", "-A"),
+    ]:
+        assert can_i(service_account_kubeconfig, *request_), request_
