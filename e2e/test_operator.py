@@ -206,3 +206,16 @@ def test_two_operators_with_peering_only_one_acts(
         assert operator.metric("kubellm_reconcile_total") > 0
     finally:
         standby.stop()
+
+
+def test_children_the_spec_no_longer_needs_are_removed(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    scaling = {"minReplicas": 1, "maxReplicas": 4, "target": 1500}
+    kubectl("apply", "-n", namespace, "-f", "-", input=llmd("auto", autoscaling=scaling))
+    wait_ready("auto", namespace)
+    (hpa,) = items("hpa", namespace)
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "LLMDeployment"
+    kubectl("apply", "-n", namespace, "-f", "-", input=llmd("auto"))
+    poll(lambda: not items("hpa", namespace), timeout=30, message="the HPA removed")
+    assert items("deployments", namespace)
