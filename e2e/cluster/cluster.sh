@@ -93,7 +93,7 @@ build() {
   dir="$CACHE/kubelocal/$h"
   if [[ ! -x "$dir/kubelocal" ]]; then
     t=$(now_ms)
-    log "building kubelocal ($K8S_VERSION) into $dir (cold: 10-20 min on 2 cores)"
+    log "building kubelocal ($K8S_VERSION) into $dir (cold: ~6-8 min on 2 cores, ~1 GiB of modules)"
     mkdir -p "$dir"
     (cd "$SRC" && "$go" build -trimpath -ldflags "$LDFLAGS" -o "$dir/kubelocal.tmp" .) ||
       die "kubelocal build failed"
