@@ -6,7 +6,7 @@ PromQL check rolls back while the stable keeps serving; an operator SIGKILLed mi
 resumes that very step; the HPA (emulated through the scale subresource) resizes the
 deployment mid-canary; history and success ratio add up after mixed outcomes, in status,
 on /metrics and in `kubellm status`; `kubellm abort` aborts. One more journey, promotion
-with every GPU in use, is a strict xfail until the planner's promotion stops surging.
+with every GPU in use, passes since the planner trades pods instead of surging.
 
 The GPU nodes are kwok-simulated (pods are Ready at once and run nothing), so
 `rollout_harness.Fleet` runs one engine simulator per live revision with the labels the
@@ -371,9 +371,7 @@ def test_model_change_promoted_step_by_step(
     )
     assert (succeeded, rollouts) == (1, 1)
     seen = reasons(ns, name)
-    # TODO(lead): the brief names `RolloutSucceeded`; the canary path emits `Promoted`
-    # (rolling/recreate emit RolloutSucceeded). See the report.
-    assert {"RolloutStarted", "StepAdvanced", "Promoted"} <= seen, seen
+    assert {"RolloutStarted", "StepAdvanced", "RolloutSucceeded"} <= seen, seen
     advanced = [e for e in events(ns, name) if e["reason"] == "StepAdvanced"]
     assert sum(e.get("count", 1) for e in advanced) >= 3, advanced
 
@@ -627,12 +625,6 @@ def test_abort_a_running_canary(operators: Operators, fleet: Fleet, ns: str) -> 
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator bug: planner._promoting surges the canary to the full total while the"
-    " old stable keeps total - ready pods, so with every GPU in use the last canary pods stay"
-    " Pending and the promotion never completes (see the rollout report)",
-)
 def test_promotion_completes_when_every_gpu_is_in_use(operators: Operators, ns: str) -> None:
     """GPUs are scarce: the canary's pods can only use what the stable gives back.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -282,6 +282,13 @@ class GpuSpec(CamelModel):
     per_node: int = Field(
         default=8, gt=0, le=64, description="GPUs per node; tensor parallel stays within one."
     )
+
+    @model_validator(mode="after")
+    def _type_or_memory(self) -> GpuSpec:
+        """The CEL rule above, for offline use too."""
+        if self.type is None and self.memory_gib is None:
+            raise ValueError("set gpu.type (a catalog name such as H100-80GB) or gpu.memoryGiB")
+        return self
 
 
 class ResourcesSpec(CamelModel):

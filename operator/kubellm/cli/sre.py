@@ -86,10 +86,15 @@ def describe(obj: dict[str, Any], now: datetime) -> str:
     )
     if rollout and rollout.canary_revision:
         steps = spec.get("rollout", {}).get("canary", {}).get("steps") or []
-        step = "promotion" if rollout.current_step is None else f"{rollout.current_step + 1}"
+        index = rollout.current_step
+        step = (
+            f"step {index + 1}/{len(steps)}"
+            if index is not None and index < len(steps)
+            else ("promoting")
+        )
         lines.append(
-            f"Rollout: {rollout.canary_revision} at {rollout.canary_weight}%, step {step}/"
-            f"{len(steps)}, step started {_ago(rollout.step_started_at, now)}"
+            f"Rollout: {rollout.canary_revision} at {rollout.canary_weight}%, {step},"
+            f" step started {_ago(rollout.step_started_at, now)}"
             f"{', paused for kubellm promote' if rollout.paused else ''}; {rollout.message}"
         )
     if rollout and rollout.analysis:
@@ -154,16 +159,16 @@ async def _client() -> tuple[KubeClient, str]:
 async def _status(args: argparse.Namespace) -> int:
     client, default_namespace = await _client()
     namespace = args.namespace or default_namespace
-    last = ""
+    last = None
     try:
         while True:
             obj = await client.get("LLMDeployment", namespace, args.name)
-            text = describe(obj, datetime.now(UTC))
-            if text != last:
+            version = obj["metadata"].get("resourceVersion")
+            if version != last:  # print on change, not because "ago" moved on
                 if last:
                     print("-" * 72)
-                print(text, flush=True)
-                last = text
+                print(describe(obj, datetime.now(UTC)), flush=True)
+                last = version
             if not args.watch:
                 return 0
             await asyncio.sleep(WATCH_SECONDS)

@@ -303,21 +303,33 @@ class _Planner:
         )
 
     def _promoting(self, stable: str, canary: str, state: RolloutStatus) -> Plan:
-        """After the last step: the canary takes the total; the old stable drains behind it."""
+        """After the last step: the canary takes the total from the old stable.
+
+        With `replicas` routing pods are traded, not surged (a quarter of the total at a
+        time, like a Deployment's default maxUnavailable): when every GPU is in use, a surge
+        pod would wait forever for a GPU the old stable still holds. The canary never
+        shrinks; if its pods crash, the old stable takes capacity back.
+        """
         ready = min(self._ready(canary), self.total)
         if ready >= self.total:
             reason = "promoted after the last step"
             self._finish(canary, stable, "Succeeded", reason, state)
-            self._event("Normal", "Promoted", f"revision {canary} is stable")
+            self._event("Normal", "RolloutSucceeded", f"revision {canary} promoted: it is stable")
             return self._steady(canary, RolloutStatus(stable_revision=canary))
         steps = self.spec.rollout.canary.steps
         last_weight = steps[-1].weight if steps else 0
-        weight = max(last_weight, 100 * ready // self.total)
         routing = self.spec.rollout.canary.traffic_routing.type
-        stable_replicas = self.total if routing == "gatewayAPI" else self.total - ready
+        if routing == "gatewayAPI":  # the stable keeps every pod until the switch is done
+            canary_replicas, stable_replicas = self.total, self.total
+        else:  # trade pods, never surge: GPUs are often all in use
+            budget = math.ceil(self.total / 4)
+            current = self.live[canary].replicas if canary in self.live else 0
+            canary_replicas = min(self.total, max(current, ready + budget))
+            stable_replicas = max(0, self.total - ready - budget)  # more if canary pods crash
+        weight = 100 if stable_replicas == 0 else max(last_weight, 100 * ready // self.total)
         targets = (
             RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - weight),
-            RevisionTarget(canary, self._engine(canary), self.total, weight),
+            RevisionTarget(canary, self._engine(canary), canary_replicas, weight),
         )
         message = f"promoting: {ready}/{self.total} new pods Ready"
         status = state.model_copy(
