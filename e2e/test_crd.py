@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, run_kubectl
+from conftest import ROOT, poll, run_kubectl
 from kubellm.render import render_documents
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -43,6 +43,12 @@ def _llmd(name: str, resources: dict[str, Any], engine: str = "vllm") -> str:
 
 
 def test_explain_documents_the_spec(kubectl: Kubectl) -> None:
+    # The API server publishes a CRD's OpenAPI a moment after it changes.
+    poll(
+        lambda: kubectl("explain", "llmdeployment.spec.model", check=False).returncode == 0,
+        timeout=30,
+        message="the CRD's OpenAPI published",
+    )
     out = kubectl("explain", "llmdeployment.spec.model").stdout
     assert "Hugging Face" in out and "tokenSecretRef" in out
     out = kubectl("explain", "llmd.spec.resources.tensorParallel").stdout

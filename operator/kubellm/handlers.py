@@ -69,6 +69,8 @@ async def _reconcile(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     **kwargs: Any,
 ) -> None:
+    if body.metadata.deletion_timestamp:
+        return  # going away: garbage collection takes the children
     key = (body.metadata.namespace or "", body.metadata.name or "")
     children: list[Child] = [
         child
