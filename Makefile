@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 CRD_DIRS := crds charts/kubellm/crds manifests/base/crds
 
-.PHONY: install test unit lint crds golden demo bench cluster-up cluster-down e2e ci clean
+.PHONY: install test unit lint crds golden demo bench cluster-build cluster-up cluster-down e2e clean
 
 install: $(STAMP)
 
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-## test: lint, type-check and run the unit, golden and chart tests (no cluster needed)
-test: install lint unit
+## test: lint, type-check and run the offline tests (unit, golden, property, chart, rules);
+## also builds the local control plane once (cached), so `make demo` and `make e2e` start fast
+test: install cluster-build lint unit
 
 unit: install
 	$(BIN)/pytest tests
@@ -39,10 +40,14 @@ golden: install
 
 ## demo: the whole loop on an embedded default (no cluster of yours needed)
 demo: install
-	$(BIN)/kubellm demo
+	$(BIN)/kubellm demo $(ARGS)
 
-bench: install
+bench: install cluster-up
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/reconcile.py --count 100 --count 1000
+
+cluster-build:
+	bash e2e/cluster/cluster.sh build
 
 cluster-up:
 	bash e2e/cluster/cluster.sh up

@@ -100,7 +100,7 @@ def test_the_journey_runs_under_the_charts_service_account(
     kubectl("delete", "llmd", "rbac", "-n", namespace)
     poll(lambda: not serving_pods("rbac", namespace), timeout=60, message="pods gone")
     denied = re.findall(
-        r'forbidden: User "system:serviceaccount:[^"]+" cannot [^\n]+', operator.tail()
+        r'forbidden: User "system:serviceaccount:[^"]+" cannot [^\n]+', operator.log.read_text()
     )
     assert denied == []
 
