@@ -170,7 +170,7 @@ def run(count: int) -> dict[str, float]:
     finally:
         operator.terminate()
         operator.wait(60)
-        kubectl("delete", "namespace", namespace, "--wait=false")
+        kubectl("delete", "namespace", namespace, "--timeout=600s")  # quiet before the next run
         kubectl("delete", "nodes", "-l", "kubellm.io/bench=true", "--wait=false")
 
 

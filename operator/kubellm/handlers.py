@@ -23,6 +23,7 @@ from kubellm.render.context import MANAGED_BY
 
 CHILD_INDEX = "children_"
 POD_INDEX = "pods_by_owner"
+OWNER_INDEX = "llmdeployments_by_key"
 MANAGED = {MANAGED_BY: "kubellm"}
 CHILD_KINDS = (
     "Deployment",
@@ -90,6 +91,18 @@ async def _reconcile(
     metrics.RECONCILES.labels("success").inc()
 
 
+async def _workload_changed(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    """A revision's pods became Ready (or not): converge its owner now, not at the next tick."""
+    key = owner_key(body)
+    owners = list(kwargs[OWNER_INDEX].get(key, [])) if key else []
+    for owner in owners:
+        await _reconcile(body=owner, memo=memo, **kwargs)
+
+
+def _index_owner(*, body: kopf.Body, **_: Any) -> dict[tuple[str, str], kopf.Body]:
+    return {(body.metadata.namespace or "", body.metadata.name or ""): body}
+
+
 def _forget(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.locks.pop(body.metadata.uid or "", None)
     memo.reconciler.expectations.forget(body.metadata.uid or "")
@@ -123,6 +136,19 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             registry=registry,
         )(_index_child)
     kopf.index("", "v1", "pods", labels=MANAGED, id=POD_INDEX, registry=registry)(_index_pod)
+    kopf.index(*resource, id=OWNER_INDEX, registry=registry)(_index_owner)
+    for kind_name in ("Deployment", "LeaderWorkerSet"):
+        kind = KINDS[kind_name]
+        if kind.api_version in config.apis:
+            group, _, version = kind.api_version.rpartition("/")
+            kopf.on.event(
+                group,
+                version,
+                kind.plural,
+                labels=MANAGED,
+                id=f"owner-of-{kind.plural}",
+                registry=registry,
+            )(_workload_changed)
 
     for cause, decorator in (
         ("create", kopf.on.create),

@@ -21,8 +21,8 @@ RECONCILE_SECONDS = Histogram(
 )
 API_WRITES = Counter(
     "kubellm_api_writes",
-    "Write requests to the Kubernetes API, by HTTP method (a steady state makes none).",
-    ["method"],
+    "Write requests to the Kubernetes API by method and namespace (a steady state makes none).",
+    ["method", "namespace"],
     registry=REGISTRY,
 )
 CHILDREN_APPLIED = Counter(

@@ -84,7 +84,10 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         if method != "GET":
-            API_WRITES.labels(method).inc()
+            namespace = (
+                path.split("/namespaces/")[1].split("/")[0] if "/namespaces/" in path else ""
+            )
+            API_WRITES.labels(method, namespace).inc()
         async with self._session.request(
             method,
             self.server + path,
