@@ -221,3 +221,11 @@ def test_children_the_spec_no_longer_needs_are_removed(
     kubectl("apply", "-n", namespace, "-f", "-", input=llmd("auto"))
     poll(lambda: not items("hpa", namespace), timeout=30, message="the HPA removed")
     assert items("deployments", namespace)
+
+
+def test_no_finalizer_so_deletes_never_wait_for_the_operator(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=llmd("free"))
+    obj = wait_ready("free", namespace)
+    assert not obj["metadata"].get("finalizers")

@@ -1,14 +1,18 @@
 """Kopf wiring, and nothing else: every handler calls the same `reconcile()`.
 
-Create, resume, update and a periodic resync all converge the object the same way (level
-based). A faster timer runs only while something is in motion (pods loading, a rollout).
-Children and pods are read from watch-fed indices, so a resync costs no API call.
+Create, resume, update, a change of a revision's workload, and a periodic tick all converge
+the object the same way (level based). The tick resyncs every object every --resync-seconds,
+and every few seconds those in motion (pods loading, a rollout). It is a single task rather
+than Kopf timers, because Kopf puts a finalizer on every object that has a timer, and a
+finalizer would block deleting LLMDeployments (and their namespaces) whenever the operator
+is not running. Children and pods are read from watch-fed indices: a resync costs no API call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +40,9 @@ CHILD_KINDS = (
     "ScaledObject",
 )
 ATTENTION_INTERVAL = 5.0
+TICK_SECONDS = 1.0
+CONCURRENT_TICKS = 16
+LOGGER = logging.getLogger("kubellm.tick")
 
 
 @dataclass
@@ -49,7 +56,10 @@ class Memo:
     """Per-operator state Kopf hands to every handler."""
 
     reconciler: Reconciler
+    resync_seconds: float = 60.0
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    indices: dict[str, Any] = field(default_factory=dict)  # Kopf's live indices, by name
+    last_reconciled: dict[str, float] = field(default_factory=dict)  # uid -> monotonic time
 
 
 def needs_attention(*, body: kopf.Body, **_: Any) -> bool:
@@ -70,8 +80,14 @@ async def _reconcile(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     **kwargs: Any,
 ) -> None:
+    memo.indices.update(
+        (k, v)
+        for k, v in kwargs.items()
+        if k.startswith(CHILD_INDEX) or k in (POD_INDEX, OWNER_INDEX)
+    )
     if body.metadata.deletion_timestamp:
         return  # going away: garbage collection takes the children
+    memo.last_reconciled[body.metadata.uid or ""] = time.monotonic()
     key = (body.metadata.namespace or "", body.metadata.name or "")
     children: list[Child] = [
         child
@@ -103,8 +119,36 @@ def _index_owner(*, body: kopf.Body, **_: Any) -> dict[tuple[str, str], kopf.Bod
     return {(body.metadata.namespace or "", body.metadata.name or ""): body}
 
 
+async def tick(memo: Memo) -> None:
+    """Reconcile what is due: everything each resync period, things in motion every 5 s."""
+    gate = asyncio.Semaphore(CONCURRENT_TICKS)
+
+    async def one(body: kopf.Body) -> None:
+        async with gate:
+            try:
+                await _reconcile(body=body, memo=memo, logger=LOGGER, **memo.indices)
+            except Exception:
+                LOGGER.exception("reconcile of %s failed", body.metadata.name)
+
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        owners = memo.indices.get(OWNER_INDEX)
+        if owners is None:
+            continue  # nothing handled yet, so nothing to resync
+        now = time.monotonic()
+        due = []
+        for key in list(owners):
+            for body in owners.get(key, []):
+                since = now - memo.last_reconciled.get(body.metadata.uid or "", 0.0)
+                attention = needs_attention(body=body) and since >= ATTENTION_INTERVAL
+                if attention or since >= memo.resync_seconds:
+                    due.append(body)
+        await asyncio.gather(*(one(body) for body in due))
+
+
 def _forget(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.locks.pop(body.metadata.uid or "", None)
+    memo.last_reconciled.pop(body.metadata.uid or "", None)
     memo.reconciler.expectations.forget(body.metadata.uid or "")
     metrics.forget(body.metadata.namespace or "", body.metadata.name or "")
 
@@ -156,14 +200,4 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         ("resume", kopf.on.resume),
     ):
         decorator(*resource, id=cause, registry=registry)(_reconcile)
-    kopf.timer(*resource, interval=config.resync_seconds, id="resync", registry=registry)(
-        _reconcile
-    )
-    kopf.timer(
-        *resource,
-        interval=ATTENTION_INTERVAL,
-        when=needs_attention,
-        id="progress",
-        registry=registry,
-    )(_reconcile)
     kopf.on.delete(*resource, id="forget", optional=True, registry=registry)(_forget)

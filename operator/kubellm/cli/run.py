@@ -13,7 +13,7 @@ from prometheus_client import start_http_server
 
 from kubellm import FIELD_MANAGER
 from kubellm.controller.reconcile import Reconciler
-from kubellm.handlers import Memo, OperatorConfig, register
+from kubellm.handlers import Memo, OperatorConfig, register, tick
 from kubellm.k8s.client import KubeClient
 from kubellm.metrics import REGISTRY
 
@@ -91,11 +91,13 @@ async def run_operator(args: argparse.Namespace) -> None:
     kopf.on.login(registry=registry)(lambda **_: info)
     start_http_server(args.metrics_port, registry=REGISTRY)
     async with aiohttp.ClientSession() as prometheus_session:
+        memo = Memo(Reconciler(client, apis, prometheus_session), args.resync_seconds)
+        ticker = asyncio.create_task(tick(memo))
         try:
             await kopf.operator(
                 registry=registry,
                 settings=settings,
-                memo=Memo(Reconciler(client, apis, prometheus_session)),
+                memo=memo,
                 clusterwide=not args.namespace,
                 namespaces=args.namespace,
                 standalone=args.standalone,
@@ -104,6 +106,7 @@ async def run_operator(args: argparse.Namespace) -> None:
                 liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
             )
         finally:
+            ticker.cancel()
             await client.close()
 
 

@@ -27,7 +27,7 @@ from kubellm.controller.children import (
     desired_hash,
 )
 from kubellm.controller.expectations import Expectations
-from kubellm.k8s.client import KubeClient
+from kubellm.k8s.client import ApiError, KubeClient
 from kubellm.k8s.prometheus import run_analysis
 from kubellm.render import InvalidSpecError, RenderContext, render_children, resolve
 from kubellm.render.context import serving_selector
@@ -143,7 +143,7 @@ class Reconciler:
         )
         await self._write_status(body, previous, status)
         for event in decision.events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+            await self._event(body, event.type, event.reason, event.message)
         self._export(namespace, owner.name, status, resolved, decision)
 
     # ------------------------------------------------------------------ decisions
@@ -231,7 +231,7 @@ class Reconciler:
         self.expectations.record_apply(key, digest, generation)
         metrics.CHILDREN_APPLIED.labels(obj["kind"]).inc()
         verb = "Updated" if live else "Created"
-        kopf.event(body, type="Normal", reason=verb, message=f"{verb} {obj['kind']} {meta['name']}")
+        await self._event(body, "Normal", verb, f"{verb} {obj['kind']} {meta['name']}")
 
     async def _settle_old_revisions(
         self,
@@ -257,11 +257,11 @@ class Reconciler:
                     {"spec": {"replicas": target.replicas}},
                 )
                 self.expectations.record_scale(key, target.replicas)
-                kopf.event(
+                await self._event(
                     body,
-                    type="Normal",
-                    reason="Scaled",
-                    message=f"Scaled {workload.kind} {workload.name} to {target.replicas}",
+                    "Normal",
+                    "Scaled",
+                    f"Scaled {workload.kind} {workload.name} to {target.replicas}",
                 )
 
     async def _remove_unneeded(
@@ -284,12 +284,7 @@ class Reconciler:
             return
         await self.client.delete(child.kind, child.namespace, child.name)
         self.expectations.record_delete(key)
-        kopf.event(
-            body,
-            type="Normal",
-            reason="Deleted",
-            message=f"Deleted {child.kind} {child.name} ({why})",
-        )
+        await self._event(body, "Normal", "Deleted", f"Deleted {child.kind} {child.name} ({why})")
 
     async def _write_status(
         self,
@@ -364,16 +359,23 @@ class Reconciler:
         )
         if not was_refused:
             metrics.SPEC_VALIDATION_FAILURES.inc()
-            kopf.event(
+            await self._event(
                 body,
-                type="Warning",
-                reason="InvalidSpec",
-                message="Spec refused, serving pods left as they are: " + "; ".join(problems),
+                "Warning",
+                "InvalidSpec",
+                "Spec refused, serving pods left as they are: " + "; ".join(problems),
             )
         await self._write_status(body, previous, status)
         namespace = owner.namespace or "default"
         metrics.SPEC_VALID.labels(namespace, owner.name).set(0)
         self._export_phase(namespace, owner.name, status)
+
+    async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Events are best effort: a lost Event must never fail a reconcile."""
+        try:
+            await self.client.post_event(body, type_, reason, message)
+        except (ApiError, aiohttp.ClientError):
+            logging.getLogger(__name__).warning("event %s not posted: %s", reason, message)
 
     # -------------------------------------------------------------------- metrics
 

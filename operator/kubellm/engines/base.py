@@ -109,6 +109,18 @@ class Engine(Protocol):
         ...
 
 
+def flags(*pairs: tuple[str, str | int | float | bool | None]) -> list[str]:
+    """Command-line flags for the values that are set: `True` is a bare flag, `None`/`False`
+    and "auto" leave the flag out (the engine's own default)."""
+    args: list[str] = []
+    for flag, value in pairs:
+        if value is True:
+            args.append(flag)
+        elif value not in (None, False, "auto"):
+            args += [flag, str(value)]
+    return args
+
+
 def flag_name(arg: str) -> str:
     """`--tensor-parallel-size=4` -> `--tensor-parallel-size`."""
     return arg.split("=", 1)[0]

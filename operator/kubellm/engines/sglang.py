@@ -17,6 +17,7 @@ from kubellm.engines.base import (
     MultiNodeCommands,
     Probes,
     Signal,
+    flags,
 )
 from kubellm.sizing import EngineTraits
 
@@ -48,19 +49,18 @@ def _launch_args(inputs: ContainerInputs) -> list[str]:
         "--download-dir", inputs.cache_dir,
         "--enable-metrics",
     ]  # fmt: skip
-    if inputs.dtype != "auto":
-        args += ["--dtype", inputs.dtype]
-    if method := QUANTIZATION_FLAG[inputs.quantization]:
-        args += ["--quantization", method]
-    if inputs.kv_cache_dtype != "auto":
-        args += ["--kv-cache-dtype", inputs.kv_cache_dtype]
-    if inputs.max_concurrency:
-        args += ["--max-running-requests", str(inputs.max_concurrency)]
-    if inputs.revision:
-        args += ["--revision", inputs.revision]
-    if inputs.trust_remote_code:
-        args.append("--trust-remote-code")
-    return args + list(inputs.extra_args)
+    return [
+        *args,
+        *flags(
+            ("--dtype", inputs.dtype),
+            ("--quantization", QUANTIZATION_FLAG[inputs.quantization]),
+            ("--kv-cache-dtype", inputs.kv_cache_dtype),
+            ("--max-running-requests", inputs.max_concurrency),
+            ("--revision", inputs.revision),
+            ("--trust-remote-code", inputs.trust_remote_code),
+        ),
+        *inputs.extra_args,
+    ]
 
 
 class SGLang:

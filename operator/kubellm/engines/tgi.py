@@ -17,6 +17,7 @@ from kubellm.engines.base import (
     MultiNodeCommands,
     Probes,
     Signal,
+    flags,
 )
 from kubellm.sizing import EngineTraits
 
@@ -96,18 +97,16 @@ class TGI:
             "--cuda-memory-fraction", str(inputs.gpu_memory_utilization),
             "--huggingface-hub-cache", inputs.cache_dir,
         ]  # fmt: skip
-        if method := QUANTIZE_FLAG[inputs.quantization]:
-            args += ["--quantize", method]
-        elif inputs.dtype in ("bfloat16", "float16"):  # TGI refuses --dtype with --quantize
-            args += ["--dtype", inputs.dtype]
-        if kv := KV_CACHE_FLAG.get(inputs.kv_cache_dtype):
-            args += ["--kv-cache-dtype", kv]
-        if inputs.max_concurrency:
-            args += ["--max-concurrent-requests", str(inputs.max_concurrency)]
-        if inputs.revision:
-            args += ["--revision", inputs.revision]
-        if inputs.trust_remote_code:
-            args.append("--trust-remote-code")
+        method = QUANTIZE_FLAG[inputs.quantization]
+        args += flags(
+            ("--quantize", method),
+            # TGI refuses --dtype with --quantize
+            ("--dtype", None if method or inputs.dtype == "float32" else inputs.dtype),
+            ("--kv-cache-dtype", KV_CACHE_FLAG[inputs.kv_cache_dtype]),
+            ("--max-concurrent-requests", inputs.max_concurrency),
+            ("--revision", inputs.revision),
+            ("--trust-remote-code", inputs.trust_remote_code),
+        )
         return ContainerCommand(
             command=("text-generation-launcher",),
             args=(*args, *inputs.extra_args),

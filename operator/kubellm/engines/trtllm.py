@@ -17,6 +17,7 @@ from kubellm.engines.base import (
     MultiNodeCommands,
     Probes,
     Signal,
+    flags,
 )
 from kubellm.sizing import EngineTraits
 
@@ -90,12 +91,11 @@ class TensorRTLLM:
             "--kv_cache_free_gpu_memory_fraction", str(inputs.gpu_memory_utilization),
             "--extra_llm_api_options", OPTIONS_FILE,
         ]  # fmt: skip
-        if inputs.max_concurrency:
-            args += ["--max_batch_size", str(inputs.max_concurrency)]
-        if inputs.revision:
-            args += ["--revision", inputs.revision]
-        if inputs.trust_remote_code:
-            args.append("--trust_remote_code")
+        args += flags(
+            ("--max_batch_size", inputs.max_concurrency),
+            ("--revision", inputs.revision),
+            ("--trust_remote_code", inputs.trust_remote_code),
+        )
         options = " ".join(f"'{line}'" for line in _options_yaml(inputs))
         script = f"printf '%s\\n' {options} > {OPTIONS_FILE} && exec trtllm-serve \"$@\""
         return ContainerCommand(

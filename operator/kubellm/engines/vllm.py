@@ -13,6 +13,7 @@ from kubellm.engines.base import (
     MultiNodeCommands,
     Probes,
     Signal,
+    flags,
 )
 from kubellm.sizing import EngineTraits
 
@@ -42,19 +43,18 @@ def _serve_args(inputs: ContainerInputs) -> list[str]:
         "--gpu-memory-utilization", str(inputs.gpu_memory_utilization),
         "--download-dir", inputs.cache_dir,
     ]  # fmt: skip
-    if inputs.dtype != "auto":
-        args += ["--dtype", inputs.dtype]
-    if method := QUANTIZATION_FLAG[inputs.quantization]:
-        args += ["--quantization", method]
-    if inputs.kv_cache_dtype != "auto":
-        args += ["--kv-cache-dtype", inputs.kv_cache_dtype]
-    if inputs.max_concurrency:
-        args += ["--max-num-seqs", str(inputs.max_concurrency)]
-    if inputs.revision:
-        args += ["--revision", inputs.revision]
-    if inputs.trust_remote_code:
-        args.append("--trust-remote-code")
-    return args + list(inputs.extra_args)
+    return [
+        *args,
+        *flags(
+            ("--dtype", inputs.dtype),
+            ("--quantization", QUANTIZATION_FLAG[inputs.quantization]),
+            ("--kv-cache-dtype", inputs.kv_cache_dtype),
+            ("--max-num-seqs", inputs.max_concurrency),
+            ("--revision", inputs.revision),
+            ("--trust-remote-code", inputs.trust_remote_code),
+        ),
+        *inputs.extra_args,
+    ]
 
 
 class VLLM:
