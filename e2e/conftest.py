@@ -27,6 +27,7 @@ The same callables are module-level functions here (``run_kubectl``, ``get_json`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -163,10 +164,10 @@ def wait_for() -> Callable[..., Any]:
     return poll
 
 
-@pytest.fixture
-def namespace(cluster: Path) -> Iterator[str]:
-    """A fresh namespace for one test, deleted (without waiting) afterwards."""
-    name = f"e2e-{secrets.token_hex(4)}"
+@contextlib.contextmanager
+def fresh_namespace(prefix: str = "e2e-") -> Iterator[str]:
+    """A new namespace ready for pods, deleted (without waiting) afterwards."""
+    name = f"{prefix}{secrets.token_hex(4)}"
     run_kubectl("create", "namespace", name)
     # Pods need the namespace's default ServiceAccount (ServiceAccount admission).
     poll(
@@ -178,3 +179,10 @@ def namespace(cluster: Path) -> Iterator[str]:
     )
     yield name
     run_kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(cluster: Path) -> Iterator[str]:
+    """A fresh namespace for one test."""
+    with fresh_namespace() as name:
+        yield name

@@ -18,7 +18,6 @@ each journey has its own namespace. About 3 minutes on 2 cores.
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from conftest import poll, run_kubectl
+from conftest import fresh_namespace, poll, run_kubectl
 from operator_process import OperatorProcess, apply_crds
 from prometheus import prometheus_binary
 from rollout_harness import ERRORS, HEALTHY, SLOW, Fleet, RolloutPrometheus
@@ -106,17 +105,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 @pytest.fixture
 def ns(cluster: Path) -> Iterator[str]:
     """A fresh namespace the module's operator watches (`e2e-ro-*`), deleted afterwards."""
-    name = NAMESPACE_PREFIX + secrets.token_hex(4)
-    run_kubectl("create", "namespace", name)
-    poll(
-        lambda: (
-            run_kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
-        ),
-        timeout=30,
-        message=f"default ServiceAccount in {name}",
-    )
-    yield name
-    run_kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(NAMESPACE_PREFIX) as name:
+        yield name
 
 
 @pytest.fixture(autouse=True)

@@ -46,12 +46,6 @@ LOGGER = logging.getLogger("kubellm.tick")
 
 
 @dataclass
-class OperatorConfig:
-    resync_seconds: float = 60.0
-    apis: frozenset[str] = frozenset()
-
-
-@dataclass
 class Memo:
     """Per-operator state Kopf hands to every handler."""
 
@@ -59,7 +53,7 @@ class Memo:
     resync_seconds: float = 60.0
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     indices: dict[str, Any] = field(default_factory=dict)  # Kopf's live indices, by name
-    last_reconciled: dict[str, float] = field(default_factory=dict)  # uid -> monotonic time
+    next_due: dict[str, float] = field(default_factory=dict)  # uid -> monotonic time
 
 
 def needs_attention(*, body: kopf.Body, **_: Any) -> bool:
@@ -87,7 +81,6 @@ async def _reconcile(
     )
     if body.metadata.deletion_timestamp:
         return  # going away: garbage collection takes the children
-    memo.last_reconciled[body.metadata.uid or ""] = time.monotonic()
     key = (body.metadata.namespace or "", body.metadata.name or "")
     children: list[Child] = [
         child
@@ -99,12 +92,22 @@ async def _reconcile(
     with metrics.RECONCILE_SECONDS.time():
         async with memo.locks[body.metadata.uid or ""]:
             try:
-                await memo.reconciler.reconcile(body, children, pods, logger)
+                requeue = await memo.reconciler.reconcile(body, children, pods, logger)
             except Exception:
                 metrics.RECONCILES.labels("error").inc()
                 metrics.RECONCILE_ERRORS.inc()
                 raise
+            finally:
+                memo.next_due[body.metadata.uid or ""] = time.monotonic() + _delay(body, memo)
     metrics.RECONCILES.labels("success").inc()
+    if requeue is not None:  # the rollout knows when its next step or analysis is due
+        memo.next_due[body.metadata.uid or ""] = time.monotonic() + min(
+            max(requeue, TICK_SECONDS), memo.resync_seconds
+        )
+
+
+def _delay(body: kopf.Body, memo: Memo) -> float:
+    return ATTENTION_INTERVAL if needs_attention(body=body) else memo.resync_seconds
 
 
 async def _workload_changed(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
@@ -120,7 +123,8 @@ def _index_owner(*, body: kopf.Body, **_: Any) -> dict[tuple[str, str], kopf.Bod
 
 
 async def tick(memo: Memo) -> None:
-    """Reconcile what is due: everything each resync period, things in motion every 5 s."""
+    """Reconcile what is due: a rollout's next step or analysis when the planner says, other
+    things in motion every 5 s, and everything each resync period."""
     gate = asyncio.Semaphore(CONCURRENT_TICKS)
 
     async def one(body: kopf.Body) -> None:
@@ -136,19 +140,18 @@ async def tick(memo: Memo) -> None:
         if owners is None:
             continue  # nothing handled yet, so nothing to resync
         now = time.monotonic()
-        due = []
-        for key in list(owners):
-            for body in owners.get(key, []):
-                since = now - memo.last_reconciled.get(body.metadata.uid or "", 0.0)
-                attention = needs_attention(body=body) and since >= ATTENTION_INTERVAL
-                if attention or since >= memo.resync_seconds:
-                    due.append(body)
+        due = [
+            body
+            for key in list(owners)
+            for body in owners.get(key, [])
+            if now >= memo.next_due.get(body.metadata.uid or "", 0.0)
+        ]
         await asyncio.gather(*(one(body) for body in due))
 
 
 def _forget(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.locks.pop(body.metadata.uid or "", None)
-    memo.last_reconciled.pop(body.metadata.uid or "", None)
+    memo.next_due.pop(body.metadata.uid or "", None)
     memo.reconciler.expectations.forget(body.metadata.uid or "")
     metrics.forget(body.metadata.namespace or "", body.metadata.name or "")
 
@@ -163,12 +166,12 @@ def _index_pod(*, body: kopf.Body, **_: Any) -> dict[tuple[str, str], PodInfo] |
     return {key: info} if key and info else None
 
 
-def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+def register(registry: kopf.OperatorRegistry, apis: frozenset[str]) -> None:
     """Register every handler: indices only for the child kinds the cluster serves."""
     resource = (GROUP, VERSION, PLURAL)
     for kind_name in CHILD_KINDS:
         kind = KINDS[kind_name]
-        if kind.api_version not in config.apis and "/" in kind.api_version:
+        if kind.api_version not in apis and "/" in kind.api_version:
             continue
         group, _, version = kind.api_version.rpartition("/")
         kopf.index(
@@ -183,7 +186,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     kopf.index(*resource, id=OWNER_INDEX, registry=registry)(_index_owner)
     for kind_name in ("Deployment", "LeaderWorkerSet"):
         kind = KINDS[kind_name]
-        if kind.api_version in config.apis:
+        if kind.api_version in apis:
             group, _, version = kind.api_version.rpartition("/")
             kopf.on.event(
                 group,

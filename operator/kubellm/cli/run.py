@@ -13,7 +13,7 @@ from prometheus_client import start_http_server
 
 from kubellm import FIELD_MANAGER
 from kubellm.controller.reconcile import Reconciler
-from kubellm.handlers import Memo, OperatorConfig, register, tick
+from kubellm.handlers import Memo, register, tick
 from kubellm.k8s.client import KubeClient
 from kubellm.metrics import REGISTRY
 
@@ -87,7 +87,7 @@ async def run_operator(args: argparse.Namespace) -> None:
     if not args.standalone:
         await _ensure_peering(client, args)
     registry = kopf.OperatorRegistry()
-    register(registry, OperatorConfig(resync_seconds=args.resync_seconds, apis=apis))
+    register(registry, apis)
     kopf.on.login(registry=registry)(lambda **_: info)
     start_http_server(args.metrics_port, registry=REGISTRY)
     async with aiohttp.ClientSession() as prometheus_session:

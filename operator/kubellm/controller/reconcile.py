@@ -74,8 +74,8 @@ class Reconciler:
         children: Sequence[Child],
         pods: Sequence[PodInfo],
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-    ) -> None:
-        """Converge one LLMDeployment."""
+    ) -> float | None:
+        """Converge one LLMDeployment; returns seconds until the rollout has something due."""
         now = self.clock()
         owner = owner_of(body)
         namespace = owner.namespace or "default"
@@ -90,7 +90,7 @@ class Reconciler:
             resolved = resolve(body)
         except InvalidSpecError as invalid:
             await self._refuse(body, previous, workloads, pods, invalid, now)
-            return
+            return None
 
         analysis = None
         analysis_spec = resolved.spec.rollout.canary.analysis
@@ -145,6 +145,7 @@ class Reconciler:
         for event in decision.events:
             await self._event(body, event.type, event.reason, event.message)
         self._export(namespace, owner.name, status, resolved, decision)
+        return decision.requeue_after
 
     # ------------------------------------------------------------------ decisions
 

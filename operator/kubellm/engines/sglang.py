@@ -110,8 +110,5 @@ class SGLang:
             f'--dist-init-addr "$LWS_LEADER_ADDRESS:{DIST_PORT}" --nnodes "$LWS_GROUP_SIZE"'
             ' --node-rank "$LWS_WORKER_INDEX"'
         )
-        command = ("/bin/sh", "-c")
-        return MultiNodeCommands(
-            leader=ContainerCommand(command=command, args=(f"exec {base} {group}",)),
-            worker=ContainerCommand(command=command, args=(f"exec {base} {group}",)),
-        )
+        same = ContainerCommand(command=("/bin/sh", "-c"), args=(f"exec {base} {group}",))
+        return MultiNodeCommands(leader=same, worker=same)
