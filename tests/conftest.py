@@ -6,8 +6,16 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import os
+
 import pytest
 import yaml
+from hypothesis import settings
+
+# CI runs the same examples every time (a red build is reproducible); `make fuzz` explores.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("fuzz", max_examples=3000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))

@@ -22,7 +22,9 @@ def test_render_yaml_stream(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "render", "-f", str(EXAMPLES[0]))
     assert code == 0
     kinds = [doc["kind"] for doc in yaml.safe_load_all(out)]
-    assert kinds[0] in {"Deployment", "LeaderWorkerSet"} and "Service" in kinds
+    # The revision's snapshot first, then its workload, then what routes traffic to it.
+    assert kinds[0] == "ControllerRevision"
+    assert kinds[1] in {"Deployment", "LeaderWorkerSet"} and "Service" in kinds
 
 
 def test_render_json_is_a_v1_list(capsys: pytest.CaptureFixture[str]) -> None:

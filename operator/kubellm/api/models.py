@@ -493,7 +493,8 @@ class Analysis(CamelModel):
     min_requests: int = Field(
         default=20,
         ge=0,
-        description="Canary requests needed in an interval; fewer is inconclusive, not a pass.",
+        description="Canary requests needed in an interval; fewer is inconclusive, not a pass."
+        " With 0, no requests at all (a missing series) is enough.",
     )
     max_error_rate: float | None = Field(
         default=None, ge=0, le=1, description="Highest share of failed canary requests."
@@ -505,7 +506,15 @@ class Analysis(CamelModel):
         default=None, description="Highest canary P95 end-to-end request latency."
     )
     checks: list[MetricCheck] = Field(
-        default_factory=list, max_length=16, description="Custom PromQL checks."
+        default_factory=list,
+        max_length=16,
+        description="Custom PromQL checks; a failing check counts even below minRequests.",
+    )
+    inconclusive_limit: int = Field(
+        default=3,
+        ge=1,
+        description="Inconclusive analyses in a row that pause the rollout until `kubellm"
+        " promote` or `kubellm abort` (too little traffic, Prometheus unreachable...).",
     )
 
 
@@ -549,6 +558,13 @@ class RolloutSpec(CamelModel):
     canary: CanarySpec = Field(default_factory=CanarySpec, description="Canary settings.")
     auto_rollback: bool = Field(
         default=True, description="Roll back automatically when analysis fails."
+    )
+    progress_deadline: Duration | None = Field(
+        default=None,
+        description="Longest a rollout step may go without progress (a new pod Ready or the"
+        " step advancing) before the new revision is rolled back and the stable gets its"
+        " full count again. Defaults to 10m, or to the engine's startup window for the model"
+        " when loading it takes longer.",
     )
     history_limit: int = Field(
         default=10, ge=1, le=100, description="Rollouts kept in status.history."
@@ -660,6 +676,7 @@ class AnalysisStatus(StatusModel):
     time: str = Field(description="When the analysis ran (RFC 3339).")
     verdict: Literal["Passed", "Failed", "Inconclusive"] = Field(description="Overall.")
     failures: int = Field(default=0, description="Failed analyses so far in this rollout.")
+    inconclusive: int = Field(default=0, description="Inconclusive analyses in a row.")
     requests: float | None = Field(default=None, description="Canary requests counted.")
     results: list[MetricResult] = Field(default_factory=list, description="Per signal.")
 
@@ -667,11 +684,30 @@ class AnalysisStatus(StatusModel):
 class RolloutStatus(StatusModel):
     stable_revision: str | None = Field(default=None, description="Revision serving now.")
     canary_revision: str | None = Field(default=None, description="Revision being rolled out.")
-    canary_weight: int = Field(default=0, description="Canary traffic share, percent.")
+    canary_weight: int = Field(
+        default=0, description="Canary traffic share really served now, percent."
+    )
+    step_weight: int | None = Field(
+        default=None, description="Canary traffic share the current step aims for, percent."
+    )
     current_step: int | None = Field(default=None, description="Index of the canary step.")
     step_started_at: str | None = Field(default=None, description="When the step began.")
     started_at: str | None = Field(default=None, description="When the rollout began.")
-    paused: bool = Field(default=False, description="Waiting for `kubellm promote`.")
+    paused: bool = Field(
+        default=False,
+        description="Waiting for `kubellm promote` (or `abort`): a pause without a duration,"
+        " failed analysis without autoRollback, or inconclusive analyses.",
+    )
+    yielded: int = Field(
+        default=0,
+        description="Stable pods given up beyond the new revision's Ready pods, while its pods"
+        " waited for GPUs the stable held (at most one at a time).",
+    )
+    progressed_at: str | None = Field(
+        default=None,
+        description="When the new revision last made progress (a step began or a new pod"
+        " became Ready); the progress deadline counts from here.",
+    )
     message: str = Field(default="", description="What the rollout waits for.")
     changed: list[str] = Field(
         default_factory=list, description="What the rollout changes: model, engine, image..."

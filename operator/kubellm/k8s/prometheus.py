@@ -49,6 +49,7 @@ async def run_analysis(
     session: aiohttp.ClientSession,
     now: datetime,
     previous_failures: int,
+    previous_inconclusive: int = 0,
     timeout: float = 10,
 ) -> AnalysisStatus:
     """Run every query (canary and stable) concurrently, then `assess` the numbers.
@@ -78,6 +79,7 @@ async def run_analysis(
         {name: v for name, v in stable.items() if not isinstance(v, PrometheusError)},
         now,
         previous_failures,
+        previous_inconclusive=previous_inconclusive,
         unsupported={q.name: q.unsupported for q in queries if q.unsupported},
         errors={name: str(v) for name, v in canary.items() if isinstance(v, PrometheusError)},
     )

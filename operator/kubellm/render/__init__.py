@@ -23,13 +23,16 @@ from kubellm.rollout.targets import RevisionTarget
 def render_children(ctx: RenderContext) -> list[dict[str, Any]]:
     """Every child of one LLMDeployment, in apply order (workloads before their traffic).
 
-    Only the spec's revision is rendered in full; older revisions keep the pods they were
-    created with and are only scaled or deleted (see `kubellm.controller`).
+    Every revision the rollout runs gets its snapshot and its workload: the spec's own from
+    the spec, the others rebuilt from their snapshots (`ctx.others`); one that cannot be
+    rebuilt is left out, and the executor leaves its workload as it is.
     """
     spec = ctx.resolved.spec
     objects: list[dict[str, Any]] = []
-    if ctx.current is not None:  # None: rolled back, the spec's revision does not run
-        objects.append(_workload(ctx))
+    for target in ctx.revisions:
+        revision = ctx.for_revision(target.revision)
+        if revision is not None:
+            objects += [children.controller_revision(revision), _workload(revision)]
     objects.append(children.service(ctx))
     if spec.rollout.canary.traffic_routing.type == "gatewayAPI" and GATEWAY_API in ctx.apis:
         objects += children.revision_services(ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubellm import GROUP, KIND, VERSION
@@ -20,7 +21,12 @@ from kubellm.render.context import (
     revision_name,
     serving_selector,
 )
-from kubellm.render.pod import pod_template, revision_annotations, startup_window_seconds
+from kubellm.render.pod import (
+    pod_template,
+    revision_annotations,
+    startup_window_seconds,
+    stored_spec,
+)
 
 # The per-pod custom metric each autoscaling signal reads (served by the chart's Prometheus
 # adapter rules from every engine's own metric names).
@@ -73,6 +79,18 @@ def deployment(ctx: RenderContext) -> dict[str, Any]:
             "revisionHistoryLimit": 1,
             "template": pod_template(ctx, "single"),
         },
+    }
+
+
+def controller_revision(ctx: RenderContext) -> dict[str, Any]:
+    """The revision's snapshot, owned by the LLMDeployment (as StatefulSets keep theirs):
+    what rebuilds the revision when its workload is gone. Immutable once created."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": metadata(ctx, revision_name(ctx.name, ctx.revision), revision_labels(ctx)),
+        "data": json.loads(stored_spec(ctx)),
+        "revision": ctx.number,
     }
 
 
@@ -283,13 +301,15 @@ def pod_monitor(ctx: RenderContext) -> dict[str, Any]:
     One endpoint per engine among the live revisions, since engines serve metrics at
     different paths (TensorRT-LLM: /prometheus/metrics).
     """
+    # `action: replace` is the CRD's default, written out: the server would add it to a list
+    # kubellm owns whole, and the child would look edited.
     relabel = [
         {"sourceLabels": [f"__meta_kubernetes_pod_label_{_label_key(INSTANCE)}"],
-         "targetLabel": "llmdeployment"},
+         "targetLabel": "llmdeployment", "action": "replace"},
         {"sourceLabels": [f"__meta_kubernetes_pod_label_{_label_key(REVISION)}"],
-         "targetLabel": "revision"},
+         "targetLabel": "revision", "action": "replace"},
         {"sourceLabels": [f"__meta_kubernetes_pod_label_{_label_key(ENGINE)}"],
-         "targetLabel": "engine"},
+         "targetLabel": "engine", "action": "replace"},
     ]  # fmt: skip
     engines = sorted({target.engine for target in ctx.revisions})
     endpoints = [

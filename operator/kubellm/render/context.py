@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubellm import GROUP, KIND, VERSION
@@ -16,6 +17,7 @@ ENGINE = f"{GROUP}/engine"
 REVISION = f"{GROUP}/revision"
 SERVING = f"{GROUP}/serving"  # pods that answer HTTP: not LeaderWorkerSet workers
 METRICS_PATH = f"{GROUP}/metrics-path"
+REVISION_SPEC = f"{GROUP}/revision-spec"  # a revision's stored spec, secrets redacted
 
 # Optional APIs: children of these kinds are rendered only where the cluster serves them.
 LWS_API = "leaderworkerset.x-k8s.io/v1"
@@ -27,13 +29,17 @@ OPTIONAL_APIS = frozenset({LWS_API, GATEWAY_API, MONITORING_API, KEDA_API})
 
 @dataclass(frozen=True)
 class RenderContext:
-    resolved: Resolved
-    revisions: tuple[RevisionTarget, ...]  # every serving revision; the spec's unless rolled back
+    resolved: Resolved  # the spec's own revision: shared children are rendered from it
+    revisions: tuple[RevisionTarget, ...]  # every revision that runs, as the rollout decided
     apis: frozenset[str] = field(default=OPTIONAL_APIS)
+    # Revisions other than the spec's, each rebuilt from its stored snapshot.
+    others: Mapping[str, Resolved] = field(default_factory=dict)
+    # Revision numbers of the snapshots that exist (ControllerRevision.revision).
+    numbers: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def current(self) -> RevisionTarget | None:
-        """The spec's own revision, if the rollout lets it run."""
+        """This context's revision, if the rollout lets it run."""
         return next((t for t in self.revisions if t.revision == self.revision), None)
 
     @property
@@ -51,6 +57,20 @@ class RenderContext:
     @property
     def multi_node(self) -> bool:
         return self.resolved.sizing.nodes_per_replica > 1
+
+    def for_revision(self, revision: str) -> RenderContext | None:
+        """The context that renders one revision's workload; None if it cannot be rebuilt."""
+        if revision == self.revision:
+            return self
+        other = self.others.get(revision)
+        return replace(self, resolved=other) if other else None
+
+    @property
+    def number(self) -> int:
+        """This revision's snapshot number: kept once given, else one past the newest."""
+        if self.revision in self.numbers:
+            return self.numbers[self.revision]
+        return max(self.numbers.values(), default=0) + 1
 
 
 def single_revision(resolved: Resolved, apis: frozenset[str] = OPTIONAL_APIS) -> RenderContext:

@@ -16,11 +16,12 @@ from typing import Any, Literal
 from kubellm.engines.base import ContainerCommand, ContainerInputs
 from kubellm.render.context import (
     METRICS_PATH,
+    REVISION_SPEC,
     SERVING,
     RenderContext,
     revision_labels,
 )
-from kubellm.rollout.revision import pod_relevant
+from kubellm.rollout.revision import snapshot
 
 CACHE_DIR = "/models-cache"
 WEIGHTS_DIR = "/models"
@@ -230,14 +231,20 @@ def pod_template(ctx: RenderContext, role: Role) -> dict[str, Any]:
     }
 
 
+def stored_spec(ctx: RenderContext) -> str:
+    """The revision's snapshot as JSON (no secret material): rebuilds it when its workload or
+    its ControllerRevision is gone."""
+    stored = snapshot(ctx.resolved.spec, ctx.resolved.image)
+    return json.dumps(stored, sort_keys=True, separators=(",", ":"))
+
+
 def revision_annotations(ctx: RenderContext) -> dict[str, str]:
     """What a revision serves, readable later without the spec that made it."""
-    snapshot = pod_relevant(ctx.resolved.spec, ctx.resolved.image)
     return {
         "kubellm.io/model": ctx.resolved.spec.model.name,
         "kubellm.io/image": ctx.resolved.image,
         "kubellm.io/gpus-per-replica": str(ctx.resolved.sizing.gpus_per_replica),
-        "kubellm.io/revision-spec": json.dumps(snapshot, sort_keys=True, separators=(",", ":")),
+        REVISION_SPEC: stored_spec(ctx),
     }
 
 
