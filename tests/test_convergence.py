@@ -16,6 +16,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,8 +37,9 @@ from fake_cluster import BROKEN_IMAGE, Controllers, FakeApi
 from kubellm.controller.cache import Cache
 from kubellm.controller.children import SNAPSHOT_KIND
 from kubellm.controller.drift import desired_digest
-from kubellm.controller.reconcile import Reconciler, ReconcileError
+from kubellm.controller.reconcile import ReconcileError, Reconciler
 from kubellm.render import RenderContext, render_children, resolve
+from kubellm.rollout.targets import RevisionTarget
 
 NAMESPACE, NAME = "team-a", "demo"
 KEY = (NAMESPACE, NAME)
@@ -174,10 +176,8 @@ class Convergence(RuleBasedStateMachine):
     @rule()
     def reconcile(self) -> None:
         before = self._stable_view()
-        try:
+        with contextlib.suppress(ReconcileError):  # in the status; the runtime backs off
             self.loop.run_until_complete(self.reconciler.reconcile(KEY))
-        except ReconcileError:
-            pass  # reported in the status; the runtime backs off and retries
         self._check_stable_kept(before)
 
     # ------------------------------------------------------------- invariants
@@ -230,10 +230,8 @@ class Convergence(RuleBasedStateMachine):
                 self.deliver()
                 self.clock.seconds += 20
                 for _ in range(3):
-                    try:
+                    with contextlib.suppress(ReconcileError):
                         self.loop.run_until_complete(self.reconciler.reconcile(KEY))
-                    except ReconcileError:
-                        pass
                     self.deliver()
                 owner = self.api.objects[("LLMDeployment", NAMESPACE, NAME)]
                 rolling = ((owner.get("status") or {}).get("rollout") or {}).get("canaryRevision")
@@ -289,7 +287,6 @@ class Convergence(RuleBasedStateMachine):
             others = {stable: replace(other, revision=stable)}
         else:
             others = {}
-        from kubellm.rollout.targets import RevisionTarget
 
         target = RevisionTarget(stable, resolved.engine.name, resolved.spec.replicas, 100)
         ctx = RenderContext(

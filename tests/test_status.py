@@ -127,6 +127,7 @@ def pods(**counts: object) -> RevisionPods:
     return RevisionPods(**counts)  # type: ignore[arg-type]
 
 
+NO_GPU = "7 Insufficient nvidia.com/gpu"
 NOT_READY = (RevisionStatus(revision="r1", replicas=2, ready_replicas=0, weight=100),)
 
 
@@ -134,7 +135,7 @@ NOT_READY = (RevisionStatus(revision="r1", replicas=2, ready_replicas=0, weight=
     ("serving", "reason", "words"),
     [
         (
-            pods(total=2, pending=2, pending_message="0/7 nodes are available: 7 Insufficient nvidia.com/gpu"),
+            pods(total=2, pending=2, pending_message=f"0/7 nodes are available: {NO_GPU}"),
             "PodsUnschedulable",
             "2 pending (0/7 nodes are available: 7 Insufficient nvidia.com/gpu)",
         ),
