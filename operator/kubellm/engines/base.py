@@ -218,8 +218,7 @@ def conflicting_flags(engine: Engine, extra_args: tuple[str, ...]) -> list[tuple
 
 
 EXAMPLE_CHECKPOINTS = {
-    "fp8": "an FP8 checkpoint such as nvidia/Llama-3.3-70B-Instruct-FP8 or"
-    " RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8",
+    "fp8": "an FP8 checkpoint such as nvidia/Llama-3.3-70B-Instruct-FP8",
     "int8": "a W8A8 INT8 checkpoint such as RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8",
     "awq": "an AWQ checkpoint such as hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4",
     "gptq": "a GPTQ checkpoint such as RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16",

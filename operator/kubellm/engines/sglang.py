@@ -96,6 +96,7 @@ def _launch_args(inputs: ContainerInputs) -> list[str]:
         "--model-path", inputs.model,
         "--host", "0.0.0.0",
         "--port", str(PORT),
+        *flags(("--served-model-name", inputs.served_name)),
         "--tp-size", str(inputs.tensor_parallel),
         "--pp-size", str(inputs.pipeline_parallel),
         "--context-length", str(inputs.max_context_length),
@@ -106,7 +107,6 @@ def _launch_args(inputs: ContainerInputs) -> list[str]:
     return [
         *args,
         *flags(
-            ("--served-model-name", inputs.served_name),
             ("--dtype", inputs.dtype),
             ("--quantization", inputs.quantization_flag),
             ("--kv-cache-dtype", KV_CACHE_FLAG[inputs.kv_cache_dtype]),

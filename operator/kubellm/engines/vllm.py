@@ -51,6 +51,7 @@ def _serve_args(inputs: ContainerInputs) -> list[str]:
     args = [
         inputs.model,
         "--port", str(PORT),
+        *flags(("--served-model-name", inputs.served_name)),
         "--tensor-parallel-size", str(inputs.tensor_parallel),
         "--pipeline-parallel-size", str(inputs.pipeline_parallel),
         "--max-model-len", str(inputs.max_context_length),
@@ -60,7 +61,6 @@ def _serve_args(inputs: ContainerInputs) -> list[str]:
     return [
         *args,
         *flags(
-            ("--served-model-name", inputs.served_name),
             ("--dtype", inputs.dtype),
             ("--quantization", inputs.quantization_flag),
             ("--kv-cache-dtype", inputs.kv_cache_dtype),

@@ -293,14 +293,16 @@ def resolve(obj: Mapping[str, Any]) -> Resolved:
     engine = ENGINES[spec.engine.type]
     problems = _engine_problems(spec, engine)
     model, gpu = _model(spec), _gpu(spec)
+    quantization_flag: str | None = None
     if isinstance(model, Problem):
         problems.append(model)
+    else:
+        quantization_flag, quantization_problems = _quantization(spec, engine, model)
+        problems += quantization_problems
     if isinstance(gpu, Problem):
         problems.append(gpu)
     if isinstance(model, Problem) or isinstance(gpu, Problem):
         raise InvalidSpecError(owner, problems)
-    quantization_flag, quantization_problems = _quantization(spec, engine, model)
-    problems += quantization_problems
     sizing = plan(sizing_request(spec, engine, model, gpu))
     if not sizing.fits:
         problems.append(Problem(f"spec.{sizing.field or 'resources'}", sizing.reason))

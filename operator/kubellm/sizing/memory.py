@@ -37,8 +37,11 @@ github.com/jgchn/llm-d-planner accuracy/results/v0.19.0/results_raw.csv):
     it is the same at TP 1/2/4 because logits are gathered on every rank, and it explains
     why CodeLlama (vocab 32K) peaks at 0.77 while Llama-3 (vocab 128K) peaks at 1.89.
   non-torch = 0.25 single GPU, 2.1 with TP > 1 (NCCL + custom all-reduce buffers)
-  CUDA context at start = 0.51 GiB on one GPU, up to 2.07 GiB with TP or PP > 1
-    (``init_cuda_memory_gib`` in the same study)
+  CUDA context at start = 0.51 GiB on one GPU; with TP or PP > 1 NCCL adds buffers, 1.0 GiB
+    on NVLink H100s (``init_cuda_memory_gib`` 1.43-1.55 GiB in the same study). Only H100s
+    were measured; PCIe GPUs open fewer, smaller NCCL channels, so the NCCL part is taken
+    to scale with GPU memory (1.0 GiB / 79 GiB), which keeps two-L4 vLLM at 0.9 starting
+    as it does in practice.
   CUDA graphs = 0.5 + 0.013 x layers per stage, + 0.6 for models with 32+ experts
     (0.6-1.84 GiB measured)
 vLLM picks max_num_batched_tokens / max_num_seqs of 8192 / 1024 on GPUs with >= 70 GiB that
@@ -144,7 +147,7 @@ class EngineTraits:
     cuda_graph_gib_per_layer: float = 0.013
     cuda_graph_many_experts_gib: float = 0.6  # models with 32+ routed experts capture more
     cuda_context_gib: float = 0.51  # CUDA context before the engine allocates anything
-    cuda_context_multi_gpu_gib: float = 2.07  # ... with NCCL communicators (TP or PP > 1)
+    nccl_buffers_per_gib: float = 0.013  # NCCL buffers per GiB of GPU memory, TP or PP > 1
     budget: BudgetKind = "utilization"
     static_fraction: StaticFraction | None = None  # SGLang: its own --mem-fraction-static
     wiggle_room: float = 1.0  # TGI: TGI_WIGGLE_ROOM
@@ -290,6 +293,7 @@ def overhead_gib(
     pipeline_parallel: int,
     batched_tokens: int,
     num_seqs: int,
+    gpu_memory_gib: float = 80.0,
 ) -> Overhead:
     """Activation peak, non-torch, CUDA-graph and CUDA-context memory of one GPU."""
     non_torch = traits.non_torch_tp_gib if tensor_parallel > 1 else traits.non_torch_gib
@@ -298,8 +302,9 @@ def overhead_gib(
     )
     if model.experts >= 32:
         graphs += traits.cuda_graph_many_experts_gib
-    multi_gpu = tensor_parallel > 1 or pipeline_parallel > 1
-    context = traits.cuda_context_multi_gpu_gib if multi_gpu else traits.cuda_context_gib
+    context = traits.cuda_context_gib
+    if tensor_parallel > 1 or pipeline_parallel > 1:
+        context += traits.nccl_buffers_per_gib * gpu_memory_gib
     return Overhead(
         activation_gib(model, traits, batched_tokens, num_seqs), non_torch, graphs, context
     )

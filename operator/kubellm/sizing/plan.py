@@ -234,6 +234,7 @@ class _Sizer:
             pipeline_parallel=pp,
             batched_tokens=self.batched,
             num_seqs=self.seqs,
+            gpu_memory_gib=req.gpu_memory_gib,
         )
         b = budget(
             self.traits,
