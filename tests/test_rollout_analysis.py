@@ -107,7 +107,7 @@ def test_tgi_queries_use_bare_counters_and_report_missing_time_to_first_token() 
 def test_sglang_error_rate_counts_server_errors_not_client_aborts() -> None:
     q = by_name("sglang")
     rate = q["errorRate"].canary or ""
-    assert 'increase(sglang:http_responses_total{' in rate and 'status_code=~"5.."' in rate
+    assert "increase(sglang:http_responses_total{" in rate and 'status_code=~"5.."' in rate
     assert "aborted" not in rate
     assert "_bucket{" in (q["timeToFirstTokenP95"].canary or "")
 

@@ -250,13 +250,17 @@ def test_promtool_unit_tests(tmp_path: Path) -> None:
         # checks and scrapes are not counted, nor is a 5xx outside the inference API.
         series("http_requests_total", "vllm", "0+9x20", **VLLM_HTTP, status="2xx"),
         series("http_requests_total", "vllm", "0+1x20", **VLLM_HTTP, status="5xx"),
-        series("http_requests_total", "vllm", "0+5x20", method="GET", handler="/v1/models",
-               status="5xx"),  # fmt: skip
+        series(
+            "http_requests_total",
+            "vllm",
+            "0+5x20",
+            method="GET",
+            handler="/v1/models",
+            status="5xx",
+        ),
         # SGLang: a client that went away gets a 4xx, never a failure -> error ratio 0.
-        series("sglang:http_responses_total", "sglang", "0+4x20", **SGLANG_HTTP,
-               status_code="200"),  # fmt: skip
-        series("sglang:http_responses_total", "sglang", "0+1x20", **SGLANG_HTTP,
-               status_code="400"),  # fmt: skip
+        series("sglang:http_responses_total", "sglang", "0+4x20", **SGLANG_HTTP, status_code="200"),
+        series("sglang:http_responses_total", "sglang", "0+1x20", **SGLANG_HTTP, status_code="400"),
         series("sglang:num_aborted_requests_total", "sglang", "0+1x20"),
         # TGI exports no failure series until the first failure: the ratio is 0, not absent.
         series("tgi_request_count", "tgi", "0+5x20"),

@@ -304,9 +304,10 @@ def test_llama70b() -> None:
     )
     assert fp8_two.fits and fp8_two.max_concurrent_sequences == 1  # 128K: one sequence
     assert gpus("meta-llama/Llama-3.1-70B-Instruct", "H100", quantization="fp8") == 4
-    assert gpus(
-        "meta-llama/Llama-3.1-70B-Instruct", "H100", quantization="fp8", context_length=32768
-    ) == 2
+    assert (
+        gpus("meta-llama/Llama-3.1-70B-Instruct", "H100", quantization="fp8", context_length=32768)
+        == 2
+    )
     assert not size(
         "meta-llama/Llama-3.1-70B-Instruct",
         "H100",

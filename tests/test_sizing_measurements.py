@@ -59,11 +59,7 @@ def test_start_or_no_start_is_predicted(case: dict[str, Any]) -> None:
     assert p.fits == case["starts"], p.reason
 
 
-PINNED = [
-    c
-    for c in CASES
-    if "kvCacheGiB" in c and c["version"] == ENGINES[c["engine"]].version
-]
+PINNED = [c for c in CASES if "kvCacheGiB" in c and c["version"] == ENGINES[c["engine"]].version]
 
 
 @pytest.mark.parametrize("case", PINNED, ids=[c["id"] for c in PINNED])

@@ -124,9 +124,8 @@ class EngineMetrics:
     def _observe(self, role: str, outcome: Outcome, value: float) -> None:
         for family in self._with(role):
             key = (family.name, self._labels(family, outcome))
-            buckets = TGI_DURATION_BUCKETS if self.engine == "tgi" and role == "latency" else (
-                _BUCKETS[role]
-            )
+            tgi_latency = self.engine == "tgi" and role == "latency"
+            buckets = TGI_DURATION_BUCKETS if tgi_latency else _BUCKETS[role]
             self.histograms.setdefault(key, _Histogram(buckets)).observe(value)
 
     def record(self, outcome: Outcome) -> None:
