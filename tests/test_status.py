@@ -111,3 +111,21 @@ def test_status_cli_tells_the_story() -> None:
     text = describe(obj, datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
     assert text.startswith("ns/x: Ready, 2/2 ready, tgi serving m")
     assert "r1" in text and "100%" in text
+
+
+def test_status_sizing_carries_the_headroom_rule_memory_flag_and_start_up_window() -> None:
+    from conftest import llmd
+    from kubellm.render import resolve
+    from kubellm.status import sizing_status
+
+    obj = llmd(
+        engine={"type": "sglang", "maxContextLength": 16384},
+        resources={"gpu": {"type": "H100-80GB"}, "minConcurrentSequences": 3},
+    )
+    resolved = resolve(obj)
+    status = sizing_status(resolved.sizing, "H100-80GB")
+    dumped = status.model_dump(by_alias=True)
+    assert dumped["minConcurrentSequences"] == 3
+    assert dumped["maxConcurrentSequences"] >= 3
+    assert dumped["memoryFraction"] == pytest.approx(0.827, abs=0.002)
+    assert dumped["startupTimeoutSeconds"] == 1800
