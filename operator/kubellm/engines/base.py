@@ -111,6 +111,11 @@ class QuantSupport:
     online: str | None = None
 
 
+def read_as_is(*formats: str) -> dict[str, QuantSupport]:
+    """Formats an engine loads from checkpoints already in them (no flag, detected)."""
+    return {fmt: QuantSupport(prequantized=True) for fmt in formats}
+
+
 @dataclass(frozen=True)
 class FlagRules:
     """How the engine's command-line parser reads flags, to find the ones kubellm owns.

@@ -34,6 +34,7 @@ from kubellm.engines.base import (
     QuantSupport,
     Signal,
     flags,
+    read_as_is,
 )
 from kubellm.sizing import EngineTraits
 
@@ -127,13 +128,9 @@ class SGLang:
     metrics_path: str = "/metrics"
     quantization: Mapping[str, QuantSupport] = MappingProxyType(
         {
-            "none": QuantSupport(prequantized=True),
+            # W8A8 int8 is read as compressed-tensors, nvfp4 as modelopt_fp4
+            **read_as_is("none", "int8", "awq", "gptq", "mxfp4", "nvfp4"),
             "fp8": QuantSupport(prequantized=True, online="fp8"),
-            "int8": QuantSupport(prequantized=True),  # W8A8 compressed-tensors
-            "awq": QuantSupport(prequantized=True),
-            "gptq": QuantSupport(prequantized=True),
-            "mxfp4": QuantSupport(prequantized=True),
-            "nvfp4": QuantSupport(prequantized=True),  # modelopt_fp4
         }
     )
     dtypes: frozenset[str] = frozenset({"auto", "bfloat16", "float16", "float32"})

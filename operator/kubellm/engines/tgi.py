@@ -37,6 +37,7 @@ from kubellm.engines.base import (
     QuantSupport,
     Signal,
     flags,
+    read_as_is,
 )
 from kubellm.sizing import EngineTraits
 
@@ -82,12 +83,10 @@ class TGI:
     metrics_path: str = "/metrics"
     quantization: Mapping[str, QuantSupport] = MappingProxyType(
         {
-            "none": QuantSupport(prequantized=True),
+            # int8: compressed-tensors W8A8 checkpoints, never TGI's own EETQ (weight-only)
+            **read_as_is("none", "int8", "awq", "gptq"),
             "fp8": QuantSupport(prequantized=True, online="fp8"),
             "bitsandbytes-nf4": QuantSupport(online="bitsandbytes-nf4"),
-            "int8": QuantSupport(prequantized=True),  # compressed-tensors W8A8 (not EETQ)
-            "awq": QuantSupport(prequantized=True),
-            "gptq": QuantSupport(prequantized=True),
         }
     )
     dtypes: frozenset[str] = frozenset({"auto", "bfloat16", "float16"})

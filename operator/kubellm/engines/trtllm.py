@@ -38,6 +38,7 @@ from kubellm.engines.base import (
     QuantSupport,
     Signal,
     flags,
+    read_as_is,
 )
 from kubellm.sizing import EngineTraits
 
@@ -66,13 +67,7 @@ class TensorRTLLM:
     port: int = PORT
     probes: Probes = Probes(health_path="/health")
     metrics_path: str = "/prometheus/metrics"
-    quantization: Mapping[str, QuantSupport] = MappingProxyType(
-        {
-            "none": QuantSupport(prequantized=True),
-            "fp8": QuantSupport(prequantized=True),
-            "nvfp4": QuantSupport(prequantized=True),
-        }
-    )
+    quantization: Mapping[str, QuantSupport] = MappingProxyType(read_as_is("none", "fp8", "nvfp4"))
     dtypes: frozenset[str] = frozenset({"auto", "bfloat16", "float16", "float32"})
     kv_cache_dtypes: frozenset[str] = frozenset(KV_CACHE_DTYPE)
     serves_custom_name: bool = False
