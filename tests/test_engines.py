@@ -196,3 +196,8 @@ def test_autoscaling_on_a_signal_the_engine_lacks_is_refused() -> None:
     obj["spec"]["autoscaling"] = {"maxReplicas": 2, "target": 100}
     found = problems(obj)
     assert "exports no generationTokensPerSecond" in found["spec.autoscaling.metric"]
+
+
+def test_a_start_up_window_shorter_than_a_minute_is_a_problem() -> None:
+    found = problems(spec("vllm", startupTimeout="30s"))
+    assert "at least 1m" in found["spec.engine.startupTimeout"]

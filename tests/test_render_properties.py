@@ -19,8 +19,9 @@ scalars = st.one_of(
     st.integers(min_value=-3, max_value=200_000),
     st.floats(allow_nan=False, allow_infinity=False, min_value=-2, max_value=4),
     st.sampled_from(
-        ["auto", "vllm", "tgi", "trtllm", "sglang", "L4", "H100-80GB", "fp8", "awq", "x"]
-    ),
+        ["auto", "vllm", "tgi", "trtllm", "sglang", "L4", "H100-80GB", "fp8", "awq", "x",
+         "0s", "30s", "2h", "bfloat16", "int8", "nvfp4"]
+    ),  # fmt: skip
 )
 values = st.recursive(
     scalars,
@@ -34,6 +35,9 @@ PATHS = [
     ("engine", "maxContextLength"),
     ("engine", "gpuMemoryUtilization"),
     ("engine", "extraArgs"),
+    ("engine", "startupTimeout"),
+    ("model", "servedName"),
+    ("resources", "minConcurrentSequences"),
     ("resources", "tensorParallel"),
     ("resources", "pipelineParallel"),
     ("resources", "gpu"),
@@ -65,6 +69,7 @@ def mutate(changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
 @example([(("resources", "pipelineParallel"), -3)])
 @example([(("resources", "tensorParallel"), 1.5)])
 @example([(("engine", "extraArgs"), ["--tensor_parallel_size=2"])])
+@example([(("engine", "startupTimeout"), "0s")])
 def test_every_problem_names_a_field(changes: list[tuple[tuple[str, ...], Any]]) -> None:
     obj = mutate(changes)
     try:

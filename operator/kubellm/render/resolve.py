@@ -6,6 +6,7 @@ never stops at the first problem: users fix a spec faster when they see all of t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -256,12 +257,22 @@ def _gpu(spec: LLMDeploymentSpec) -> GPUType | Problem | None:
         )
 
 
+MIN_STARTUP_SECONDS = 60
+
+
+def _startup_timeout(spec: LLMDeploymentSpec) -> int | None:
+    """`engine.startupTimeout` in seconds (a shorter one than a minute is a problem)."""
+    timeout = spec.engine.startup_timeout
+    return None if timeout is None else math.ceil(parse_duration(timeout))
+
+
 def sizing_request(
     spec: LLMDeploymentSpec, engine: Engine, model: ModelArchitecture, gpu: GPUType | None
 ) -> SizingRequest:
     """What sizing needs from a spec."""
     r = spec.resources
     memory = r.gpu.memory_gib if r.gpu.memory_gib is not None else gpu.memory_gib if gpu else 0
+    startup = _startup_timeout(spec)
     return SizingRequest(
         model=model,
         gpu_memory_gib=memory,
@@ -277,11 +288,7 @@ def sizing_request(
         tensor_parallel=None if r.tensor_parallel == "auto" else r.tensor_parallel,
         pipeline_parallel=None if r.pipeline_parallel == "auto" else r.pipeline_parallel,
         min_concurrent_sequences=r.min_concurrent_sequences,
-        startup_timeout_seconds=(
-            None
-            if spec.engine.startup_timeout is None
-            else int(parse_duration(spec.engine.startup_timeout))
-        ),
+        startup_timeout_seconds=None if startup is None else max(MIN_STARTUP_SECONDS, startup),
         engine=engine.traits,
     )
 
@@ -301,6 +308,14 @@ def resolve(obj: Mapping[str, Any]) -> Resolved:
         problems += quantization_problems
     if isinstance(gpu, Problem):
         problems.append(gpu)
+    startup = _startup_timeout(spec)
+    if startup is not None and startup < MIN_STARTUP_SECONDS:
+        problems.append(
+            Problem(
+                "spec.engine.startupTimeout",
+                f"{spec.engine.startup_timeout} is too short to load any model; use at least 1m",
+            )
+        )
     if isinstance(model, Problem) or isinstance(gpu, Problem):
         raise InvalidSpecError(owner, problems)
     sizing = plan(sizing_request(spec, engine, model, gpu))
