@@ -13,15 +13,14 @@ from kubellm.render import render_children, resolve, single_revision
 from kubellm.render.resolve import InvalidSpecError
 
 FIELD_ROOTS = ("spec", "metadata", "apiVersion", "kind")
+WORDS = ["auto", "vllm", "tgi", "trtllm", "sglang", "L4", "H100-80GB", "fp8", "awq", "x"]
+WORDS += ["0s", "30s", "2h", "bfloat16", "int8", "nvfp4"]
 scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-3, max_value=200_000),
     st.floats(allow_nan=False, allow_infinity=False, min_value=-2, max_value=4),
-    st.sampled_from(
-        ["auto", "vllm", "tgi", "trtllm", "sglang", "L4", "H100-80GB", "fp8", "awq", "x",
-         "0s", "30s", "2h", "bfloat16", "int8", "nvfp4"]
-    ),  # fmt: skip
+    st.sampled_from(WORDS),
 )
 values = st.recursive(
     scalars,
