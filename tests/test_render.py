@@ -321,7 +321,7 @@ def test_flags_owned_by_kubellm_are_refused_in_extra_args() -> None:
         }
     )
     (problem,) = problems(obj)
-    assert problem.startswith("spec.engine.extraArgs:") and "--tensor-parallel-size" in problem
+    assert problem.startswith("spec.engine.extraArgs[0]:") and "--tensor-parallel-size" in problem
 
 
 def test_unsupported_quantization_lists_what_the_engine_takes() -> None:
@@ -339,6 +339,6 @@ def test_every_problem_is_reported_at_once() -> None:
     fields = {p.split(":")[0] for p in problems(obj)}
     assert {
         "spec.engine.quantization",
-        "spec.engine.extraArgs",
+        "spec.engine.extraArgs[0]",
         "spec.resources.gpu.type",
     } <= fields

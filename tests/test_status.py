@@ -202,3 +202,21 @@ def test_a_halted_rollout_is_not_progressing_and_names_why() -> None:
     paused = compose(observe(LLMDeploymentStatus(), rollout=rollout))
     progressing = next(c for c in paused.conditions if c.type == "Progressing")
     assert (progressing.status, progressing.reason) == ("True", "RolloutPaused")
+
+
+def test_status_sizing_carries_the_headroom_rule_memory_flag_and_start_up_window() -> None:
+    from conftest import llmd
+    from kubellm.render import resolve
+    from kubellm.status import sizing_status
+
+    obj = llmd(
+        engine={"type": "sglang", "maxContextLength": 16384},
+        resources={"gpu": {"type": "H100-80GB"}, "minConcurrentSequences": 3},
+    )
+    resolved = resolve(obj)
+    status = sizing_status(resolved.sizing, "H100-80GB")
+    dumped = status.model_dump(by_alias=True)
+    assert dumped["minConcurrentSequences"] == 3
+    assert dumped["maxConcurrentSequences"] >= 3
+    assert dumped["memoryFraction"] == pytest.approx(0.827, abs=0.002)
+    assert dumped["startupTimeoutSeconds"] == 1800

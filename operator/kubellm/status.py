@@ -70,6 +70,9 @@ def sizing_status(plan: SizingPlan, gpu_type: str | None) -> SizingStatus:
         per_gpu_used_gi_b=round(plan.per_gpu_used_gib, 2),
         per_gpu_capacity_gi_b=round(plan.per_gpu_capacity_gib, 2),
         max_concurrent_sequences=plan.max_concurrent_sequences,
+        min_concurrent_sequences=plan.min_concurrent_sequences,
+        memory_fraction=plan.memory_fraction,
+        startup_timeout_seconds=plan.startup_seconds,
         reason=plan.reason,
     )
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -42,8 +49,24 @@ def _parallelism_schema(field: str) -> WithJsonSchema:
     )
 
 
-TensorParallel = Annotated[int | Literal["auto"], _parallelism_schema("tensorParallel")]
-PipelineParallel = Annotated[int | Literal["auto"], _parallelism_schema("pipelineParallel")]
+def _auto_or_positive(value: Any) -> Any:
+    """`auto` or a positive integer (never a bool); sizing refuses numbers that cannot work
+    (3 heads of 64...) with its own reason, the API server also refuses non powers of two."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"must be 'auto' or a positive power of two, got {value!r}")
+
+
+TensorParallel = Annotated[
+    int | Literal["auto"],
+    BeforeValidator(_auto_or_positive),
+    _parallelism_schema("tensorParallel"),
+]
+PipelineParallel = Annotated[
+    int | Literal["auto"],
+    BeforeValidator(_auto_or_positive),
+    _parallelism_schema("pipelineParallel"),
+]
 Quantity = Annotated[
     str | int,
     WithJsonSchema(
@@ -232,7 +255,9 @@ class EngineSpec(CamelModel):
         gt=0,
         le=1,
         description="Fraction of each GPU's memory the engine may use (weights, KV cache,"
-        " activations); sizing plans within it.",
+        " activations); sizing plans within it and translates it into each engine's own"
+        " memory flag (SGLang --mem-fraction-static never above SGLang's own default, TGI"
+        " --cuda-memory-fraction over its 0.90 wiggle room).",
     )
     extra_args: list[Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=list,
@@ -242,6 +267,12 @@ class EngineSpec(CamelModel):
     )
     env: list[EnvVar] = Field(
         default_factory=list, max_length=64, description="Extra environment variables."
+    )
+    startup_timeout: Duration | None = Field(
+        default=None,
+        description="How long a pod may take from start to its first healthy answer"
+        " (download, load, compile, CUDA graphs); the startup probe and the workload's"
+        " progress deadline follow it. Default: 10m + 8s per GiB of weights, at least 30m.",
     )
 
 
@@ -300,6 +331,15 @@ class ResourcesSpec(CamelModel):
     )
     memory: Quantity | None = Field(
         default=None, description="Memory request per pod; defaults from the model size."
+    )
+    min_concurrent_sequences: int = Field(
+        default=2,
+        ge=1,
+        le=4096,
+        description="Headroom rule: automatic sizing picks the smallest layout whose KV cache"
+        " holds at least this many sequences of maxContextLength at once (what vLLM logs as"
+        " 'Maximum concurrency'). One sequence starts the engine but serves one long request"
+        " at a time with no margin against an OOM; 2 keeps a full sequence of margin.",
     )
 
 
@@ -651,7 +691,9 @@ class SizingStatus(StatusModel):
         alias="kvCachePerGpuGiB", description="Memory left for the KV cache per GPU, GiB."
     )
     overhead_gi_b: float = Field(
-        alias="overheadGiB", description="Engine overhead per GPU (activations, graphs), GiB."
+        alias="overheadGiB",
+        description="Engine overhead per GPU (activation peak, non-torch buffers, CUDA graphs"
+        " and context), GiB.",
     )
     per_gpu_used_gi_b: float = Field(alias="perGpuUsedGiB", description="Planned use per GPU, GiB.")
     per_gpu_capacity_gi_b: float = Field(
@@ -659,6 +701,18 @@ class SizingStatus(StatusModel):
     )
     max_concurrent_sequences: int = Field(
         default=0, description="Full-context sequences the KV cache holds per replica."
+    )
+    min_concurrent_sequences: int = Field(
+        default=2, description="The headroom rule the plan was chosen with."
+    )
+    memory_fraction: float | None = Field(
+        default=None,
+        description="Value of the engine's own memory flag (vLLM --gpu-memory-utilization,"
+        " SGLang --mem-fraction-static, TGI --cuda-memory-fraction, TensorRT-LLM"
+        " --kv_cache_free_gpu_memory_fraction).",
+    )
+    startup_timeout_seconds: int | None = Field(
+        default=None, description="Start-up window of each pod, seconds."
     )
     reason: str = Field(description="Why this plan, in one line.")
 

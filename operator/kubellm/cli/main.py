@@ -18,6 +18,7 @@ from kubellm.cli.sre import cmd_abort, cmd_promote, cmd_status
 from kubellm.engines import ENGINES
 from kubellm.render import render_documents
 from kubellm.sizing import (
+    DEFAULT_MIN_CONCURRENT_SEQUENCES,
     SizingRequest,
     UnknownGPUError,
     UnknownModelError,
@@ -101,6 +102,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         gpu_memory_utilization=args.gpu_memory_utilization,
         tensor_parallel=args.tensor_parallel,
         pipeline_parallel=args.pipeline_parallel,
+        min_concurrent_sequences=args.min_concurrent_sequences,
         engine=engine.traits,
     )
     result = plan(request)
@@ -153,6 +155,13 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--pipeline-parallel", type=int)
     size.add_argument("--gpus-per-node", type=int, default=8)
     size.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    size.add_argument(
+        "--min-concurrent-sequences",
+        type=int,
+        default=DEFAULT_MIN_CONCURRENT_SEQUENCES,
+        help="headroom rule: full-context sequences the KV cache must hold (default"
+        f" {DEFAULT_MIN_CONCURRENT_SEQUENCES})",
+    )
     size.add_argument("-o", "--output", choices=("json", "text"), default="text")
     size.set_defaults(handler=cmd_size)
 

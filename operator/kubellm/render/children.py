@@ -7,7 +7,7 @@ from typing import Any
 
 from kubellm import GROUP, KIND, VERSION
 from kubellm.engines import ENGINES
-from kubellm.engines.base import MetricSource, Signal
+from kubellm.engines.base import MetricSource
 from kubellm.render.context import (
     ENGINE,
     INSTANCE,
@@ -27,6 +27,7 @@ from kubellm.render.pod import (
     startup_window_seconds,
     stored_spec,
 )
+from kubellm.render.resolve import AUTOSCALING_SIGNAL
 
 # The per-pod custom metric each autoscaling signal reads (served by the chart's Prometheus
 # adapter rules from every engine's own metric names).
@@ -35,12 +36,6 @@ ADAPTER_METRIC = {
     "requestsInFlight": "kubellm_requests_in_flight",
     "queueLength": "kubellm_queue_length",
     "kvCacheUtilization": "kubellm_kv_cache_utilization",
-}
-AUTOSCALING_SIGNAL = {
-    "generationTokensPerSecond": Signal.GENERATION_TOKENS,
-    "requestsInFlight": Signal.REQUESTS_RUNNING,
-    "queueLength": Signal.REQUESTS_WAITING,
-    "kvCacheUtilization": Signal.KV_CACHE_USAGE,
 }
 # Engines load for minutes: add capacity fast, give it back slowly.
 DEFAULT_SCALE_UP = {
@@ -254,7 +249,7 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
     autoscaling = ctx.resolved.spec.autoscaling
     assert autoscaling is not None
     source = ctx.resolved.engine.signals[AUTOSCALING_SIGNAL[autoscaling.metric]]
-    assert source is not None  # every engine provides the autoscaling signals
+    assert source is not None  # resolve() refuses a metric the engine does not export
     owner = ctx.resolved.owner
     selector = f'namespace="{owner.namespace or "default"}",llmdeployment="{ctx.name}"'
     return {

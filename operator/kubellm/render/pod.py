@@ -3,7 +3,8 @@
 Shared, once for all engines: GPU requests and limits, a Memory-backed /dev/shm, the model
 cache, the Hugging Face token by secretKeyRef only, `enableServiceLinks: false` (a Service
 named `vllm` would inject VLLM_PORT and crash vLLM), a restricted-as-possible security
-context, probes on the engine's health path with a long startup window, and node selection
+context, probes on the engine's health paths with a start-up window that grows with the
+weights (sizing's `startup_seconds`), and node selection
 by the GPU product label that NVIDIA GPU feature discovery sets.
 """
 
@@ -26,6 +27,7 @@ from kubellm.rollout.revision import snapshot
 CACHE_DIR = "/models-cache"
 WEIGHTS_DIR = "/models"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+STARTUP_PERIOD_SECONDS = 10
 Role = Literal["single", "leader", "worker"]
 
 
@@ -42,23 +44,24 @@ def gpu_resource(ctx: RenderContext) -> str:
 
 
 def container_inputs(ctx: RenderContext) -> ContainerInputs:
-    spec, sizing = ctx.resolved.spec, ctx.resolved.sizing
+    spec, sizing, engine = ctx.resolved.spec, ctx.resolved.sizing, ctx.resolved.engine
     model = spec.model.name
     if spec.model.source.type == "pvc":
         model = f"{WEIGHTS_DIR}/{spec.model.source.path or ''}".rstrip("/")
+    served = spec.model.served_name or spec.model.name
     return ContainerInputs(
         model=model,
-        served_name=spec.model.served_name or spec.model.name,
+        served_name=served if engine.serves_custom_name else None,
         revision=spec.model.revision,
         tensor_parallel=sizing.tensor_parallel,
         pipeline_parallel=sizing.pipeline_parallel,
         nodes=sizing.nodes_per_replica,
         dtype=spec.engine.dtype,
-        quantization=spec.engine.quantization,
+        quantization_flag=ctx.resolved.quantization_flag,
         kv_cache_dtype=spec.engine.kv_cache_dtype,
         max_context_length=sizing.context_length,
         max_concurrency=spec.engine.max_concurrency,
-        gpu_memory_utilization=spec.engine.gpu_memory_utilization,
+        memory_fraction=sizing.memory_fraction,
         trust_remote_code=spec.model.trust_remote_code,
         cache_dir=CACHE_DIR,
         extra_args=tuple(spec.engine.extra_args),
@@ -93,9 +96,9 @@ def _env(ctx: RenderContext, command: ContainerCommand) -> list[dict[str, Any]]:
     return list(env.values())
 
 
-def _probe(ctx: RenderContext, period: int, failures: int, timeout: int) -> dict[str, Any]:
+def _probe(path: str, period: int, failures: int, timeout: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": ctx.resolved.engine.probes.health_path, "port": "http"},
+        "httpGet": {"path": path, "port": "http"},
         "periodSeconds": period,
         "failureThreshold": failures,
         "timeoutSeconds": timeout,
@@ -135,11 +138,10 @@ def _container(ctx: RenderContext, role: Role) -> dict[str, Any]:
             {"name": "http", "containerPort": ctx.resolved.engine.port, "protocol": "TCP"}
         ]
         probes = ctx.resolved.engine.probes
-        container["startupProbe"] = _probe(
-            ctx, probes.startup_period_seconds, probes.startup_failure_threshold, 5
-        )
-        container["readinessProbe"] = _probe(ctx, 5, 3, 5)
-        container["livenessProbe"] = _probe(ctx, 15, 4, 10)
+        failures = math.ceil(startup_window_seconds(ctx) / STARTUP_PERIOD_SECONDS)
+        container["startupProbe"] = _probe(probes.health_path, STARTUP_PERIOD_SECONDS, failures, 5)
+        container["readinessProbe"] = _probe(probes.health_path, 5, 3, 5)
+        container["livenessProbe"] = _probe(probes.liveness, 15, 4, 10)
     return container
 
 
@@ -249,5 +251,6 @@ def revision_annotations(ctx: RenderContext) -> dict[str, str]:
 
 
 def startup_window_seconds(ctx: RenderContext) -> int:
-    probes = ctx.resolved.engine.probes
-    return math.ceil(probes.startup_period_seconds * probes.startup_failure_threshold)
+    """How long a pod (a LeaderWorkerSet group's leader) may take to answer its health
+    path: `engine.startupTimeout`, or derived from the weights by sizing."""
+    return ctx.resolved.sizing.startup_seconds

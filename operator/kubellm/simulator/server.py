@@ -15,8 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubellm.engines import get_engine
-from kubellm.simulator.metrics import EngineMetrics, Outcome, engine_metrics
+from kubellm.simulator.metrics import EngineMetrics, Outcome, engine_metrics, upstream
 
 MAX_TOKENS_LIMIT = 4096
 _STATE: web.AppKey[_State] = web.AppKey("state")
@@ -55,14 +54,16 @@ class _State:
 
 
 def create_app(config: SimulatorConfig) -> web.Application:
-    engine = get_engine(config.engine)
+    paths = upstream(config.engine).paths  # the engine's own paths, not kubellm's idea of them
     app = web.Application()
     app[_STATE] = _State(config)
     app.router.add_post("/v1/completions", _completion)
     app.router.add_post("/v1/chat/completions", _completion)
     app.router.add_get("/v1/models", _models)
-    app.router.add_get(engine.probes.health_path, _health)
-    app.router.add_get(engine.metrics_path, _metrics)
+    app.router.add_get(paths["health"], _health)
+    if "info" in paths:
+        app.router.add_get(paths["info"], _info)
+    app.router.add_get(paths["metrics"], _metrics)
     return app
 
 
@@ -108,6 +109,7 @@ async def _completion(request: web.Request) -> web.Response:
         generated_tokens=max_tokens,
         time_to_first_token=min(ttft, latency),
         latency=time.monotonic() - start,
+        path=request.path,
     )
     state.metrics.record(outcome)
     if failing:
@@ -158,6 +160,11 @@ async def _models(request: web.Request) -> web.Response:
 
 async def _health(request: web.Request) -> web.Response:
     return web.Response(status=503 if request.app[_STATE].broken else 200)
+
+
+async def _info(request: web.Request) -> web.Response:
+    """TGI's router info: answered without touching the model."""
+    return web.json_response({"model_id": request.app[_STATE].config.model})
 
 
 async def _metrics(request: web.Request) -> web.Response:
