@@ -1,7 +1,8 @@
 """Revisions: the hash of everything that shapes the serving pods, and its stored snapshot.
 
 Replicas, autoscaling, service and rollout settings are left out: changing them must not
-start a rollout. The effective image is put in, so a new default image after an operator
+start a rollout. Fields at their default are left out too, so a field added by a later
+kubellm does not rename every running revision. The effective image is put in, so a new default image after an operator
 upgrade rolls out like any other change instead of replacing pods in place.
 
 Every serving revision is kept as a snapshot (a ControllerRevision owned by the
@@ -31,9 +32,10 @@ POD_RELEVANT = ("model", "engine", "resources", "scheduling")
 
 def pod_relevant(spec: LLMDeploymentSpec, image: str) -> dict[str, Any]:
     """The part of the spec a revision is made of."""
-    dumped = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Defaults left out: a field a later kubellm adds does not rename every revision.
+    dumped = spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
     relevant: dict[str, Any] = {key: dumped[key] for key in POD_RELEVANT if key in dumped}
-    relevant["engine"] = {**relevant["engine"], "image": image}
+    relevant["engine"] = {**relevant.get("engine", {}), "image": image}
     return relevant
 
 
