@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import logging
 import time
+from typing import get_args
 
 import aiohttp
 import kopf
 from prometheus_client import start_http_server
 
 from kubellm import FIELD_MANAGER
+from kubellm.api.models import GpuNodeLabels
 from kubellm.controller.reconcile import Reconciler
 from kubellm.handlers import Memo, register, tick
 from kubellm.k8s.client import KubeClient
@@ -33,6 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--standalone", action="store_true", help="no peering: only for a single replica"
     )
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_gpu_node_labels_argument(parser)
+
+
+def add_gpu_node_labels_argument(parser: argparse.ArgumentParser) -> None:
+    """The cluster's GPU node-label scheme; an LLMDeployment's resources.gpu.nodeLabels wins."""
+    parser.add_argument(
+        "--gpu-node-labels",
+        choices=get_args(GpuNodeLabels),
+        default="nvidia",
+        help="how nodes name their GPU model: nvidia (GPU feature discovery, the default),"
+        " gke, eks, karpenter-aws, karpenter-azure, or none (no GPU node affinity)",
+    )
 
 
 def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
@@ -91,7 +105,10 @@ async def run_operator(args: argparse.Namespace) -> None:
     kopf.on.login(registry=registry)(lambda **_: info)
     start_http_server(args.metrics_port, registry=REGISTRY)
     async with aiohttp.ClientSession() as prometheus_session:
-        memo = Memo(Reconciler(client, apis, prometheus_session), args.resync_seconds)
+        reconciler = Reconciler(
+            client, apis, prometheus_session, gpu_node_labels=args.gpu_node_labels
+        )
+        memo = Memo(reconciler, args.resync_seconds)
         ticker = asyncio.create_task(tick(memo))
         try:
             await kopf.operator(

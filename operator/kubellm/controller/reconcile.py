@@ -18,7 +18,7 @@ import aiohttp
 import kopf
 
 from kubellm import GROUP, KIND, VERSION, metrics
-from kubellm.api.models import AnalysisStatus, LLMDeploymentStatus, RevisionStatus
+from kubellm.api.models import AnalysisStatus, GpuNodeLabels, LLMDeploymentStatus, RevisionStatus
 from kubellm.controller.children import (
     APPLIED_HASH,
     WORKLOAD_KINDS,
@@ -67,6 +67,7 @@ class Reconciler:
     http: aiohttp.ClientSession | None = None
     clock: Callable[[], datetime] = utcnow
     expectations: Expectations = field(default_factory=Expectations)
+    gpu_node_labels: GpuNodeLabels = "nvidia"
 
     async def reconcile(
         self,
@@ -114,7 +115,7 @@ class Reconciler:
             resolved.spec, self._observe(body, resolved, previous, workloads, now, analysis)
         )
 
-        ctx = RenderContext(resolved, decision.targets, self.apis)
+        ctx = RenderContext(resolved, decision.targets, self.apis, self.gpu_node_labels)
         desired = render_children(ctx)
         for obj in desired:
             await self._apply(body, obj, children)

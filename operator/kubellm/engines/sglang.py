@@ -1,7 +1,9 @@
 """SGLang: `python3 -m sglang.launch_server` (source: sglang srt/server_args.py).
 
 It binds to 127.0.0.1 unless told otherwise, opens its port before warm-up (probe /health, not
-TCP) and exports metrics only with `--enable-metrics`.
+TCP) and exports metrics only with `--enable-metrics`. On SIGTERM it stops taking requests and
+waits until the in-flight ones are done (TokenizerManager.sigterm_watchdog,
+python/sglang/srt/managers/tokenizer_manager.py), so the pod's grace period bounds the drain.
 """
 
 from __future__ import annotations

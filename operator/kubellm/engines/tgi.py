@@ -2,7 +2,10 @@
 
 TGI shards one node only, has no pipeline parallel, counters without `_total` and no time to
 first token histogram. Its image sets PORT=80 and it reads HOSTNAME, which Kubernetes sets to
-the pod name, so both are passed explicitly.
+the pod name, so both are passed explicitly. On SIGTERM the router finishes in-flight requests
+(axum graceful shutdown, router/src/server.rs) and the launcher kills it after
+`--graceful-termination-timeout` seconds, 90 by default (launcher/src/main.rs at v3.3.6):
+kubellm passes the pod's drain time.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class TGI:
             "--max-total-tokens", "--max-input-tokens", "--max-input-length",
             "--max-concurrent-requests", "--quantize", "--dtype", "--kv-cache-dtype",
             "--cuda-memory-fraction", "--revision", "--trust-remote-code",
-            "--huggingface-hub-cache",
+            "--huggingface-hub-cache", "--graceful-termination-timeout",
         }
     )  # fmt: skip
     signals: Mapping[Signal, MetricSource | None] = MappingProxyType(
@@ -106,6 +109,7 @@ class TGI:
             ("--max-concurrent-requests", inputs.max_concurrency),
             ("--revision", inputs.revision),
             ("--trust-remote-code", inputs.trust_remote_code),
+            ("--graceful-termination-timeout", inputs.drain_seconds),
         )
         return ContainerCommand(
             command=("text-generation-launcher",),

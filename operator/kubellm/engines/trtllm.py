@@ -2,7 +2,9 @@
 
 It binds to localhost unless told otherwise, takes pre-quantized checkpoints (no quantization
 flag), and serves Prometheus text at /prometheus/metrics only with `return_perf_metrics`, which
-goes into the `--extra_llm_api_options` YAML written at start.
+goes into the `--extra_llm_api_options` YAML written at start. Its uvicorn server has no
+graceful-shutdown timeout (tensorrt_llm/serve/openai_server.py `uvicorn.Config`), so on SIGTERM
+it waits for open requests to finish: the pod's grace period bounds the drain.
 """
 
 from __future__ import annotations

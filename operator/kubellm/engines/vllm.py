@@ -1,4 +1,9 @@
-"""vLLM: `vllm serve` OpenAI server (sources: vllm engine/arg_utils.py, v1/metrics/loggers.py)."""
+"""vLLM: `vllm serve` OpenAI server (sources: vllm engine/arg_utils.py, v1/metrics/loggers.py).
+
+On SIGTERM vLLM aborts in-flight requests unless `--shutdown-timeout N` (v0.19.0
+vllm/engine/arg_utils.py, "0 = abort, >0 = wait"; vllm-project/vllm#36666) lets it finish them
+for up to N seconds: kubellm passes the pod's drain time.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +57,7 @@ def _serve_args(inputs: ContainerInputs) -> list[str]:
             ("--max-num-seqs", inputs.max_concurrency),
             ("--revision", inputs.revision),
             ("--trust-remote-code", inputs.trust_remote_code),
+            ("--shutdown-timeout", inputs.drain_seconds),
         ),
         *inputs.extra_args,
     ]
@@ -73,7 +79,7 @@ class VLLM:
             "-tp", "--pipeline-parallel-size", "-pp", "--max-model-len",
             "--gpu-memory-utilization", "--dtype", "--quantization", "-q", "--kv-cache-dtype",
             "--max-num-seqs", "--revision", "--trust-remote-code", "--download-dir",
-            "--distributed-executor-backend",
+            "--distributed-executor-backend", "--shutdown-timeout",
         }
     )  # fmt: skip
     signals: Mapping[Signal, MetricSource | None] = MappingProxyType(

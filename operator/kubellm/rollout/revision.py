@@ -2,7 +2,8 @@
 
 Replicas, autoscaling, service and rollout settings are left out: changing them must not
 start a rollout. The effective image is put in, so a new default image after an operator
-upgrade rolls out like any other change instead of replacing pods in place.
+upgrade rolls out like any other change instead of replacing pods in place. The pod template
+override is in only when set, so specs without one keep the revisions they had.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ REVISION_LENGTH = 10
 
 def pod_relevant(spec: LLMDeploymentSpec, image: str) -> dict[str, object]:
     """The part of the spec a revision is made of."""
-    return {
+    snapshot: dict[str, object] = {
         "model": spec.model.model_dump(mode="json", by_alias=True, exclude_none=True),
         "engine": {
             **spec.engine.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -26,6 +27,11 @@ def pod_relevant(spec: LLMDeploymentSpec, image: str) -> dict[str, object]:
         "resources": spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True),
         "scheduling": spec.scheduling.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
+    if spec.template is not None:
+        snapshot["template"] = spec.template.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+    return snapshot
 
 
 def revision_of(spec: LLMDeploymentSpec, image: str) -> str:
@@ -48,7 +54,7 @@ def what_changed(old: dict[str, object], new: dict[str, object]) -> list[str]:
     rest = {k: v for k, v in old_engine.items() if k not in ("type", "image")}
     if rest != {k: v for k, v in new_engine.items() if k not in ("type", "image")}:
         changed.append("engineSettings")
-    for key in ("resources", "scheduling"):
+    for key in ("resources", "scheduling", "template"):
         if old.get(key) != new.get(key):
             changed.append(key)
     return changed
