@@ -6,7 +6,8 @@ Precedence, the same for every engine:
   fields (engine.*, resources.*, model.cacheClaimName);
 - labels and annotations are added; kubellm's keys are refused;
 - lists are appended (tolerations, imagePullSecrets, topologySpreadConstraints, volumes,
-  initContainers, and the engine container's env, envFrom and volumeMounts);
+  initContainers, and the engine container's envFrom and volumeMounts); env is merged by name
+  like engine.env (a name in both engine.env and the template is refused);
 - securityContexts and container resources are merged field by field over kubellm's;
 - ServiceAccount, token automount, runtime and priority class, grace period and probes replace
   kubellm's.
@@ -181,7 +182,10 @@ def _merge_container(
     rendered: dict[str, Any], override: EngineContainerOverride, serving: bool
 ) -> None:
     dump = override.model_dump(by_alias=True, exclude_none=True)
-    for name in ("env", "envFrom", "volumeMounts"):
+    if dump.get("env"):  # by name, like engine.env: a variable kubellm sets can be replaced
+        env = {var["name"]: var for var in rendered.get("env", [])}
+        rendered["env"] = list({**env, **{var["name"]: var for var in dump["env"]}}.values())
+    for name in ("envFrom", "volumeMounts"):
         if dump.get(name):
             rendered[name] = [*rendered.get(name, []), *dump[name]]
     if override.security_context:
