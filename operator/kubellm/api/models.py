@@ -180,7 +180,8 @@ class ModelSource(CamelModel):
     claim_name: str | None = Field(
         default=None,
         max_length=253,
-        description="PersistentVolumeClaim holding the weights (type `pvc`), mounted read-only.",
+        description="PersistentVolumeClaim holding the weights (type `pvc`), mounted read-only"
+        " by every pod: ReadOnlyMany or ReadWriteMany when pods can run on several nodes.",
     )
     path: str | None = Field(
         default=None,
@@ -269,7 +270,10 @@ class ModelSpec(CamelModel):
         default=None,
         max_length=253,
         description="PersistentVolumeClaim used as the download cache, so restarts and new"
-        " replicas do not download again; an emptyDir when unset.",
+        " replicas do not download again. Every pod of every revision mounts it, on whatever"
+        " node it lands: it must be ReadWriteMany (a ReadWriteOnce volume attaches to one node"
+        " and the other pods stay ContainerCreating). Unset: an emptyDir sized from the model,"
+        " requested as ephemeral storage.",
     )
     architecture: ModelArchitectureOverride | None = Field(
         default=None,
