@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from conftest import poll
+from conftest import ROOT, poll
 from operator_process import OperatorProcess, apply_crds
 from test_operator import condition, get, items, llmd, serving_pods, wait_ready
 
@@ -84,59 +85,50 @@ def test_serving_pods_stop_gracefully_and_request_their_cache(
     assert engine["resources"]["limits"]["memory"]
 
 
-PLATFORM: dict[str, Any] = {
-    "metadata": {
-        "labels": {"cost-center": "ml-platform"},
-        "annotations": {"sidecar.istio.io/inject": "false"},
-    },
-    "spec": {
-        "serviceAccountName": "llm-weights-reader",
-        "automountServiceAccountToken": True,
-        "imagePullSecrets": [{"name": "registry"}],
-        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "llm"}],
-        "topologySpreadConstraints": [
-            {
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "platform"}},
-            }
-        ],
-        "volumes": [{"name": "ca", "configMap": {"name": "corporate-ca", "optional": True}}],
-        "initContainers": [{"name": "warm", "image": "busybox:1.37", "command": ["true"]}],
-        "containers": [
-            {
-                "name": "engine",
-                "env": [{"name": "SSL_CERT_DIR", "value": "/etc/ssl/corporate"}],
-                "volumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/corporate"}],
-            }
-        ],
-    },
-}
+EXAMPLE = ROOT / "manifests" / "examples" / "platform-llama-8b.yaml"
 
 
-def test_the_platform_template_reaches_the_running_pods(
+def test_the_platform_example_reaches_the_running_pods(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str
 ) -> None:
+    """manifests/examples/platform-llama-8b.yaml's template and Service, on the GKE node."""
+    example = yaml.safe_load(EXAMPLE.read_text())["spec"]
     kubectl("create", "serviceaccount", "llm-weights-reader", "-n", namespace)
-    internal = {"networking.gke.io/load-balancer-type": "Internal"}
-    service = {"type": "LoadBalancer", "annotations": internal}
-    body = llmd("platform", resources=A100, replicas=1, template=PLATFORM, service=service)
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(PRIORITY_CLASS))
+    body = llmd(
+        "platform",
+        resources=A100,
+        replicas=1,
+        template=example["template"],
+        service=example["service"],
+    )
     kubectl("apply", "-n", namespace, "-f", "-", input=body)
     wait_ready("platform", namespace)
     pod = running_pod("platform", namespace)
-    assert pod["metadata"]["labels"]["cost-center"] == "ml-platform"
-    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    template = example["template"]
+    assert template["metadata"]["labels"].items() <= pod["metadata"]["labels"].items()
+    assert template["metadata"]["annotations"].items() <= pod["metadata"]["annotations"].items()
     spec = pod["spec"]
+    assert spec["nodeName"] == GKE_NODE
     assert spec["serviceAccountName"] == "llm-weights-reader"
     assert any(v.get("projected") for v in spec["volumes"])  # the token is mounted
-    assert spec["imagePullSecrets"] == [{"name": "registry"}]
-    assert spec["initContainers"][0]["name"] == "warm"
-    assert {"name": "ca", "mountPath": "/etc/ssl/corporate"}.items() <= next(
-        m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "ca"
-    ).items()
+    assert spec["imagePullSecrets"] == template["spec"]["imagePullSecrets"]
+    assert spec["priorityClassName"] == "inference" and spec["priority"] == 1000
+    assert spec["topologySpreadConstraints"] == template["spec"]["topologySpreadConstraints"]
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["corporate-ca"]["mountPath"] == "/etc/ssl/corporate"
     (svc,) = items("services", namespace)
-    assert svc["metadata"]["annotations"]["networking.gke.io/load-balancer-type"] == "Internal"
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert example["service"]["annotations"].items() <= svc["metadata"]["annotations"].items()
+
+
+PRIORITY_CLASS = {
+    "apiVersion": "scheduling.k8s.io/v1",
+    "kind": "PriorityClass",
+    "metadata": {"name": "inference"},
+    "value": 1000,
+    "description": "kubellm e2e: the platform example's serving pods",
+}
 
 
 def test_a_malformed_template_is_refused_by_field_without_touching_the_cluster(
@@ -156,7 +148,8 @@ def test_a_malformed_template_is_refused_by_field_without_touching_the_cluster(
     assert "spec.template.spec.tolerations[0].operator: must be a string" in message
     time.sleep(4)  # a resync later: nothing was applied, nothing crashed
     assert items("deployments", namespace) == []
-    assert "Traceback" not in operator.tail()
+    errors = [line for line in operator.log.read_text().splitlines() if "[ERROR" in line]
+    assert not [line for line in errors if "broken" in line]  # no 422, no crash
 
 
 def test_keda_gets_the_prometheus_credentials_by_reference(

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
-import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
 
+from conftest import e2e_module
 from kubellm.api.models import Analysis, AnalysisStatus, PrometheusAuth
 from kubellm.engines import get_engine
 from kubellm.k8s.client import ApiError
@@ -38,18 +35,7 @@ from kubellm.k8s.prometheus import (
 )
 from kubellm.rollout.analysis import queries
 
-
-def _harness() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "e2e" / "prometheus.py"
-    spec = importlib.util.spec_from_file_location("kubellm_e2e_prometheus_auth", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _harness()
+harness = e2e_module("prometheus")
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "s3cr3t-token"
 USER, PASSWORD = "kubellm", "correct horse"
