@@ -197,6 +197,8 @@ def test_template_affinity_is_merged_with_the_gpu_affinity() -> None:
          "spec.template.spec.serviceAccountName", "DNS subdomain"),
         ({"spec": {"securityContext": {"runAsUser": "root"}}},
          "spec.template.spec.securityContext.runAsUser", "must be an integer"),
+        ({"spec": {"nodeSelector": {"pool": "a b"}}},
+         "spec.template.spec.nodeSelector[pool]", "invalid label value"),
         ({"spec": {"topologySpreadConstraints": [{"maxSkew": 1}]}},
          "spec.template.spec.topologySpreadConstraints[0].topologyKey", "is required"),
     ],

@@ -413,7 +413,7 @@ class ResourcesSpec(CamelModel):
 class SchedulingSpec(CamelModel):
     """Shorthands for the scheduling fields of `template.spec`; set each in one place only."""
 
-    node_selector: dict[str, str] = Field(
+    node_selector: Labels = Field(
         default_factory=dict,
         description="Extra node labels the pods require, on top of the GPU node affinity (a"
         " nodeSelector adds to it, it cannot replace it: see resources.gpu.nodeLabels).",
@@ -518,7 +518,7 @@ class PodSpecOverride(CamelModel):
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list, max_length=16, description="Secrets to pull the engine image."
     )
-    node_selector: dict[str, str] = Field(
+    node_selector: Labels = Field(
         default_factory=dict,
         description="Extra node labels the pods require (same as scheduling.nodeSelector).",
     )
