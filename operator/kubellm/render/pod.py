@@ -278,7 +278,7 @@ def _volumes(ctx: RenderContext) -> list[dict[str, Any]]:
     return volumes
 
 
-def gpu_node_labels(ctx: RenderContext) -> str:
+def _gpu_node_labels(ctx: RenderContext) -> str:
     """The GPU node-label scheme: the spec's, else the operator's."""
     return ctx.resolved.spec.resources.gpu.node_labels or ctx.gpu_node_labels
 
@@ -294,7 +294,7 @@ def _gpu_expression(ctx: RenderContext) -> dict[str, Any] | None:
     if gpu is None:
         return None
     try:
-        selector = gpu_node_selector(gpu_node_labels(ctx), gpu)
+        selector = gpu_node_selector(_gpu_node_labels(ctx), gpu)
     except NoGpuLabelError:
         selector = gpu_node_selector("nvidia", gpu)
     if selector is None:
