@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     WithJsonSchema,
     model_validator,
 )
@@ -41,6 +42,11 @@ Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 
 
+def _parallelism_message(field: str) -> str:
+    allowed = ", ".join(str(n) for n in POWERS_OF_TWO)
+    return f"{field} must be 'auto' or a power of two ({allowed})"
+
+
 def _parallelism_schema(field: str) -> WithJsonSchema:
     """`auto` or a power of two, checked by the API server with a message naming the field."""
     allowed = ", ".join(str(n) for n in POWERS_OF_TWO)
@@ -52,15 +58,38 @@ def _parallelism_schema(field: str) -> WithJsonSchema:
             "x-kubernetes-validations": [
                 {
                     "rule": f"type(self) == string ? self == 'auto' : self in [{allowed}]",
-                    "message": f"{field} must be 'auto' or a power of two ({allowed})",
+                    "message": _parallelism_message(field),
                 }
             ],
         }
     )
 
 
-TensorParallel = Annotated[int | Literal["auto"], _parallelism_schema("tensorParallel")]
-PipelineParallel = Annotated[int | Literal["auto"], _parallelism_schema("pipelineParallel")]
+@dataclass(frozen=True)
+class ParallelSize:
+    """Offline, like the CEL rule: `auto` or a positive whole number (YAML `false` is not 0);
+    sizing explains a number that is not a power of two or does not divide the model."""
+
+    field: str
+
+    def __call__(self, value: object) -> int | Literal["auto"]:
+        if value == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PydanticCustomError("parallelism", _parallelism_message(self.field))
+        return value
+
+
+TensorParallel = Annotated[
+    int | Literal["auto"],
+    PlainValidator(ParallelSize("tensorParallel")),
+    _parallelism_schema("tensorParallel"),
+]
+PipelineParallel = Annotated[
+    int | Literal["auto"],
+    PlainValidator(ParallelSize("pipelineParallel")),
+    _parallelism_schema("pipelineParallel"),
+]
 Quantity = Annotated[
     str | int,
     WithJsonSchema(
