@@ -85,3 +85,15 @@ def test_values_the_spec_dropped_come_from_the_running_workload_or_fail_by_name(
     values = known_values(workload_literals(deployment))
     restored = restore(stored, rotated, values)
     assert revision_of(restored, IMAGE) == revision_of(old, IMAGE)
+
+
+def test_template_env_values_are_redacted_and_restored_too() -> None:
+    template = {
+        "spec": {"containers": [{"name": "engine", "env": [{"name": "TOKEN", "value": SECRET}]}]}
+    }
+    obj = llmd(template=template)
+    spec = LLMDeploymentSpec.model_validate(obj["spec"])
+    stored = snapshot(spec, IMAGE)
+    assert SECRET not in json.dumps(stored)
+    restored = restore(stored, spec, known_values(spec_literals(spec)))
+    assert revision_of(restored, IMAGE) == revision_of(spec, IMAGE)

@@ -26,6 +26,7 @@ CHILD_KINDS = (
     "PodMonitor",
     "HTTPRoute",
     "ScaledObject",
+    "TriggerAuthentication",
     "Pod",
 )
 

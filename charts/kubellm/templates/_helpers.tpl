@@ -109,8 +109,16 @@ kubellm.rbac.namespacedRules: what the operator needs in every namespace it serv
   resources: ["podmonitors"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["keda.sh"]
-  resources: ["scaledobjects"]
+  resources: ["scaledobjects", "triggerauthentications"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- with .Values.prometheusAuth.secretNames }}
+# Prometheus credentials for canary analysis: `get` only, and only Secrets of these names
+# (no list or watch: the operator cannot discover any other Secret).
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: {{ toJson . }}
+  verbs: ["get"]
+{{- end }}
 {{- end }}
 
 {{/*

@@ -13,6 +13,7 @@ import yaml
 
 from kubellm.api.crd import all_crds, llmdeployment_crd
 from kubellm.cli.run import add_arguments as add_run_arguments
+from kubellm.cli.run import add_gpu_node_labels_argument
 from kubellm.cli.sre import add_arguments as add_sre_arguments
 from kubellm.cli.sre import cmd_abort, cmd_promote, cmd_status
 from kubellm.engines import ENGINES
@@ -46,7 +47,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OSError, yaml.YAMLError) as error:
         print(f"error: cannot read {args.filename}: {error}", file=sys.stderr)
         return 2
-    result = render_documents(documents)
+    result = render_documents(documents, gpu_node_labels=args.gpu_node_labels)
     if result.problems:
         for name, problem in result.problems:
             print(f"error: {name}: {problem}", file=sys.stderr)
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="print every object the operator would apply")
     render.add_argument("-f", "--filename", required=True, help="YAML stream, or - for stdin")
     render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    add_gpu_node_labels_argument(render)
     render.set_defaults(handler=cmd_render)
 
     crd = sub.add_parser("crd", help="print the LLMDeployment CRD")

@@ -10,6 +10,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
+from typing import get_args
 
 import aiohttp
 import kopf
@@ -17,6 +18,7 @@ from kopf._core.engines.peering import Identity  # the type kopf.operator() take
 from prometheus_client import start_http_server
 
 from kubellm import FIELD_MANAGER
+from kubellm.api.models import GpuNodeLabels
 from kubellm.controller.cache import Cache
 from kubellm.controller.leadership import Peering
 from kubellm.controller.reconcile import Reconciler
@@ -50,6 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--standalone", action="store_true", help="no peering: only for a single replica"
     )
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_gpu_node_labels_argument(parser)
+
+
+def add_gpu_node_labels_argument(parser: argparse.ArgumentParser) -> None:
+    """The cluster's GPU node-label scheme; an LLMDeployment's resources.gpu.nodeLabels wins."""
+    parser.add_argument(
+        "--gpu-node-labels",
+        choices=get_args(GpuNodeLabels),
+        default="nvidia",
+        help="how nodes name their GPU model: nvidia (GPU feature discovery, the default),"
+        " gke, eks, karpenter-aws, karpenter-azure, or none (no GPU node affinity)",
+    )
 
 
 def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
@@ -106,6 +120,7 @@ async def run_operator(args: argparse.Namespace) -> None:
             await client.served_group_versions(),
             prometheus_session,
             unavailable_grace=args.unavailable_grace_seconds,
+            gpu_node_labels=args.gpu_node_labels,
         )
         runtime = Runtime(reconciler, cache, client, args.resync_seconds, peering=peering)
         runtime.start()

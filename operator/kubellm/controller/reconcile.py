@@ -21,7 +21,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from kubellm import GROUP, KIND, VERSION, metrics
-from kubellm.api.models import AnalysisStatus, LLMDeploymentStatus, RevisionStatus
+from kubellm.api.models import AnalysisStatus, GpuNodeLabels, LLMDeploymentStatus, RevisionStatus
 from kubellm.controller.cache import Cache, OwnerKey
 from kubellm.controller.children import (
     APPLIED_HASH,
@@ -33,7 +33,7 @@ from kubellm.controller.children import (
 from kubellm.controller.drift import desired_digest, overlay
 from kubellm.controller.expectations import Expectations
 from kubellm.k8s.client import ApiError
-from kubellm.k8s.prometheus import run_analysis
+from kubellm.k8s.prometheus import credentials_or_error, run_analysis
 from kubellm.render import InvalidSpecError, RenderContext, render_children, resolve
 from kubellm.render.context import serving_selector
 from kubellm.render.pod import gpu_resource, startup_window_seconds
@@ -143,6 +143,7 @@ class Reconciler:
     handled: dict[str, int] = field(default_factory=dict)  # uid -> newest generation handled
     # (uid, revision) -> values a redacted snapshot points to, read from the live workload
     harvested: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    gpu_node_labels: GpuNodeLabels = "nvidia"  # `kubellm run --gpu-node-labels`
 
     def saw(self, body: Mapping[str, Any]) -> None:
         """The watch delivered this version of an LLMDeployment."""
@@ -187,6 +188,7 @@ class Reconciler:
                 resolved,
                 decision.targets,
                 self.apis,
+                gpu_node_labels=self.gpu_node_labels,
                 others=rebuilt.resolved,
                 numbers={
                     c.revision: c.number for c in children if c.kind == SNAPSHOT_KIND and c.revision
@@ -375,12 +377,14 @@ class Reconciler:
         if not (spec and self.http and rollout and analysis_due(rollout, now)):
             return None
         last = rollout.analysis
+        namespace = resolved.owner.namespace or "default"
+        credentials = await credentials_or_error(self.api, namespace, spec.prometheus_auth)
         return await run_analysis(
             spec,
             queries(
                 spec,
                 resolved.engine,
-                namespace=resolved.owner.namespace or "default",
+                namespace=namespace,
                 llmdeployment=resolved.owner.name,
                 canary=rollout.canary_revision or resolved.revision,
                 stable=rollout.stable_revision or "",
@@ -389,6 +393,7 @@ class Reconciler:
             now=now,
             previous_failures=last.failures if last else 0,
             previous_inconclusive=last.inconclusive if last else 0,
+            credentials=credentials,
         )
 
     def _observe(

@@ -68,6 +68,9 @@ class ContainerInputs:
     trust_remote_code: bool
     cache_dir: str
     extra_args: tuple[str, ...] = ()
+    # Seconds the engine may spend finishing in-flight requests after SIGTERM (pod deletion);
+    # engines that drain without a limit leave it to the pod's grace period.
+    drain_seconds: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,10 @@ Sources (https://github.com/sgl-project/sglang/blob/v0.5.10/python/sglang/...):
 - metrics (only with `--enable-metrics`): srt/observability/metrics_collector.py (label
   `model_name`), and srt/utils/common.py#L1364-L1426 - `sglang:http_responses_total` with the
   raw `status_code`; a client that disconnects gets a 4xx, never a 5xx.
-It binds to 127.0.0.1 unless told otherwise.
+It binds to 127.0.0.1 unless told otherwise, opens its port before warm-up (probe /health, not
+TCP) and exports metrics only with `--enable-metrics`. On SIGTERM it stops taking requests and
+waits until the in-flight ones are done (TokenizerManager.sigterm_watchdog,
+python/sglang/srt/managers/tokenizer_manager.py), so the pod's grace period bounds the drain.
 """
 
 from __future__ import annotations

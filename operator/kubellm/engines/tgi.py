@@ -19,7 +19,11 @@ Sources (https://github.com/huggingface/text-generation-inference/blob/v3.3.6/..
   is "validation" and "template" for client errors, "dropped" when the client went away, and
   "generation", "incomplete", "overloaded" for failures the engine caused.
 TGI shards one node only and has no pipeline parallel. Its image sets PORT=80 and it reads
-HOSTNAME, which Kubernetes sets to the pod name, so both are passed explicitly.
+HOSTNAME, which Kubernetes sets to the pod name, so both are passed explicitly. On SIGTERM the
+router finishes in-flight requests (axum graceful shutdown, router/src/server.rs) and the
+launcher kills it after
+`--graceful-termination-timeout` seconds, 90 by default (launcher/src/main.rs at v3.3.6):
+kubellm passes the pod's drain time.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ _OWNED = {
     "--revision": "REVISION",
     "--trust-remote-code": "TRUST_REMOTE_CODE",
     "--huggingface-hub-cache": "HUGGINGFACE_HUB_CACHE",
+    "--graceful-termination-timeout": "GRACEFUL_TERMINATION_TIMEOUT",
 }
 
 
@@ -163,6 +168,7 @@ class TGI:
             ("--max-batch-size", inputs.max_concurrency),
             ("--revision", inputs.revision),
             ("--trust-remote-code", inputs.trust_remote_code),
+            ("--graceful-termination-timeout", inputs.drain_seconds),
         )
         return ContainerCommand(
             command=("text-generation-launcher",),

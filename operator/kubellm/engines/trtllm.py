@@ -21,6 +21,10 @@ Sources (https://github.com/NVIDIA/TensorRT-LLM/blob/v1.2.1/...):
   `request_queue_time_seconds`. The `trtllm_` prefix, token counters, queue and KV gauges
   and `request_error_total` only arrive in 1.3 (#11243, #12545): 1.2.1 exports no generation
   token, running, waiting or KV-usage signal and no failure counter.
+
+Its uvicorn server has no
+graceful-shutdown timeout (tensorrt_llm/serve/openai_server.py `uvicorn.Config`), so on SIGTERM
+it waits for open requests to finish: the pod's grace period bounds the drain.
 """
 
 from __future__ import annotations

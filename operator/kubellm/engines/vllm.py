@@ -16,6 +16,10 @@ Sources (https://github.com/vllm-project/vllm/blob/v0.19.0/...):
   vllm/entrypoints/serve/instrumentator/metrics.py#L20-L40: prometheus-fastapi-instrumentator's
   `http_requests_total{handler,method,status}` with status grouped as 2xx/4xx/5xx, excluding
   /metrics and /health - the only counter that sees HTTP failures.
+
+On SIGTERM vLLM aborts in-flight requests unless `--shutdown-timeout N` (v0.19.0
+vllm/engine/arg_utils.py, "0 = abort, >0 = wait"; vllm-project/vllm#36666) lets it finish them
+for up to N seconds: kubellm passes the pod's drain time.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ def _serve_args(inputs: ContainerInputs) -> list[str]:
             ("--max-num-seqs", inputs.max_concurrency),
             ("--revision", inputs.revision),
             ("--trust-remote-code", inputs.trust_remote_code),
+            ("--shutdown-timeout", inputs.drain_seconds),
         ),
         *inputs.extra_args,
     ]
@@ -106,7 +111,7 @@ class VLLM:
                 "--max-model-len", "--gpu-memory-utilization", "--kv-cache-memory-bytes",
                 "--dtype", "--quantization", "-q", "--kv-cache-dtype", "--max-num-seqs",
                 "--revision", "--trust-remote-code", "--no-trust-remote-code", "--download-dir",
-                "--distributed-executor-backend",
+                "--distributed-executor-backend", "--shutdown-timeout",
             }
         ),
     )  # fmt: skip

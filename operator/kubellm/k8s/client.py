@@ -45,11 +45,13 @@ KINDS: dict[str, Kind] = {
         Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets"),
         Kind("v1", "Service", "services"),
         Kind("v1", "Pod", "pods"),
+        Kind("v1", "Secret", "secrets"),  # read only: Prometheus credentials for analysis
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
         Kind("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
         Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
         Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        Kind("keda.sh/v1alpha1", "TriggerAuthentication", "triggerauthentications"),
         Kind("kubellm.io/v1alpha1", "LLMDeployment", "llmdeployments"),
         Kind("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
         Kind("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),

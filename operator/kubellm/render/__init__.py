@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubellm.api.models import GpuNodeLabels
 from kubellm.render import children
 from kubellm.render.context import (
     GATEWAY_API,
@@ -39,6 +40,8 @@ def render_children(ctx: RenderContext) -> list[dict[str, Any]]:
         objects.append(children.http_route(ctx))
     if spec.autoscaling:
         if spec.autoscaling.provider == "keda" and KEDA_API in ctx.apis:
+            if spec.autoscaling.prometheus_auth:
+                objects.append(children.trigger_authentication(ctx))
             objects.append(children.scaled_object(ctx))
         elif spec.autoscaling.provider == "hpa":
             objects.append(children.horizontal_pod_autoscaler(ctx))
@@ -75,7 +78,9 @@ class RenderResult:
     problems: list[tuple[str, Problem]] = field(default_factory=list)
 
 
-def render_documents(documents: Iterable[Mapping[str, Any] | None]) -> RenderResult:
+def render_documents(
+    documents: Iterable[Mapping[str, Any] | None], gpu_node_labels: GpuNodeLabels = "nvidia"
+) -> RenderResult:
     """Render every LLMDeployment of a stream offline, as if the cluster served every API."""
     result = RenderResult()
     for index, doc in enumerate(documents):
@@ -84,7 +89,8 @@ def render_documents(documents: Iterable[Mapping[str, Any] | None]) -> RenderRes
         label = str((doc.get("metadata") or {}).get("name") or f"document {index + 1}")
         try:
             resolved = resolve(doc)
-            result.objects += render_children(single_revision(resolved))
+            ctx = single_revision(resolved, gpu_node_labels=gpu_node_labels)
+            result.objects += render_children(ctx)
             result.resolved.append(resolved)
         except InvalidSpecError as invalid:
             result.problems += [(label, p) for p in invalid.problems]

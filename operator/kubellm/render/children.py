@@ -121,12 +121,16 @@ def _service_port(ctx: RenderContext) -> dict[str, Any]:
 
 
 def service(ctx: RenderContext) -> dict[str, Any]:
-    """The client Service over every serving revision (the `replicas` traffic split)."""
+    """The client Service over every serving revision (the `replicas` traffic split), with the
+    spec's annotations (an internal load balancer...) and extra labels."""
     spec = ctx.resolved.spec.service
+    meta = metadata(ctx, ctx.name, {**spec.labels, **common_labels(ctx)})
+    if spec.annotations:
+        meta["annotations"] = dict(spec.annotations)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(ctx, ctx.name, common_labels(ctx)),
+        "metadata": meta,
         "spec": {
             "type": spec.type,
             "selector": serving_selector(ctx.name),
@@ -252,6 +256,18 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
     assert source is not None  # resolve() refuses a metric the engine does not export
     owner = ctx.resolved.owner
     selector = f'namespace="{owner.namespace or "default"}",llmdeployment="{ctx.name}"'
+    trigger: dict[str, Any] = {
+        "type": "prometheus",
+        "metricType": "AverageValue",
+        "metadata": {
+            "serverAddress": autoscaling.prometheus_url or "",
+            "query": signal_query(source, selector),
+            "threshold": str(autoscaling.target),
+        },
+    }
+    if autoscaling.prometheus_auth:
+        trigger["metadata"]["authModes"] = autoscaling.prometheus_auth.type
+        trigger["authenticationRef"] = {"name": ctx.name, "kind": "TriggerAuthentication"}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -261,17 +277,36 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
             "minReplicaCount": autoscaling.min_replicas,
             "maxReplicaCount": autoscaling.max_replicas,
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(ctx)}},
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metricType": "AverageValue",
-                    "metadata": {
-                        "serverAddress": autoscaling.prometheus_url or "",
-                        "query": signal_query(source, selector),
-                        "threshold": str(autoscaling.target),
-                    },
-                }
-            ],
+            "triggers": [trigger],
+        },
+    }
+
+
+def trigger_authentication(ctx: RenderContext) -> dict[str, Any]:
+    """KEDA reads Prometheus credentials from the spec's Secret itself (the operator does not).
+
+    Parameter names are KEDA's (kedacore/keda v2.20.2
+    pkg/scalers/authentication/authentication_types.go: bearerToken, username, password, ca).
+    """
+    autoscaling = ctx.resolved.spec.autoscaling
+    assert autoscaling is not None and autoscaling.prometheus_auth is not None
+    auth = autoscaling.prometheus_auth
+    keys = (
+        [("bearerToken", auth.token_key)]
+        if auth.type == "bearer"
+        else [("username", auth.username_key), ("password", auth.password_key)]
+    )
+    if auth.ca_key:
+        keys.append(("ca", auth.ca_key))
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": metadata(ctx, ctx.name, common_labels(ctx)),
+        "spec": {
+            "secretTargetRef": [
+                {"parameter": parameter, "name": auth.secret_name, "key": key}
+                for parameter, key in keys
+            ]
         },
     }
 

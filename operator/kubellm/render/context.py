@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubellm import GROUP, KIND, VERSION
-from kubellm.render.resolve import Resolved
+from kubellm.api.models import GpuNodeLabels
 from kubellm.rollout.targets import RevisionTarget
+
+if TYPE_CHECKING:  # resolve checks templates against these labels: import it lazily
+    from kubellm.render.resolve import Resolved
 
 INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -32,6 +35,9 @@ class RenderContext:
     resolved: Resolved  # the spec's own revision: shared children are rendered from it
     revisions: tuple[RevisionTarget, ...]  # every revision that runs, as the rollout decided
     apis: frozenset[str] = field(default=OPTIONAL_APIS)
+    # The cluster's GPU node-label scheme (`kubellm run --gpu-node-labels`), unless the spec
+    # sets resources.gpu.nodeLabels.
+    gpu_node_labels: GpuNodeLabels = "nvidia"
     # Revisions other than the spec's, each rebuilt from its stored snapshot.
     others: Mapping[str, Resolved] = field(default_factory=dict)
     # Revision numbers of the snapshots that exist (ControllerRevision.revision).
@@ -73,13 +79,17 @@ class RenderContext:
         return max(self.numbers.values(), default=0) + 1
 
 
-def single_revision(resolved: Resolved, apis: frozenset[str] = OPTIONAL_APIS) -> RenderContext:
+def single_revision(
+    resolved: Resolved,
+    apis: frozenset[str] = OPTIONAL_APIS,
+    gpu_node_labels: GpuNodeLabels = "nvidia",
+) -> RenderContext:
     """A context with only the spec's revision taking all traffic (the first rollout)."""
     replicas = resolved.spec.replicas
     if resolved.spec.autoscaling:
         replicas = max(replicas, resolved.spec.autoscaling.min_replicas)
     target = RevisionTarget(resolved.revision, resolved.engine.name, replicas, 100)
-    return RenderContext(resolved, (target,), apis)
+    return RenderContext(resolved, (target,), apis, gpu_node_labels)
 
 
 def instance_labels(name: str) -> dict[str, str]:

@@ -14,9 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubellm import GROUP, KIND, VERSION
-from kubellm.api.models import MAX_NAME_LENGTH, LLMDeploymentSpec
+from kubellm.api.models import KUBERNETES_PROBLEMS, MAX_NAME_LENGTH, LLMDeploymentSpec
 from kubellm.engines import ENGINES, Engine
 from kubellm.engines.base import Signal, choose_quantization, conflicting_flags
+from kubellm.render.pod import gpu_resource_name, owned_mounts
+from kubellm.render.template import template_problems
 from kubellm.rollout.durations import parse_duration
 from kubellm.rollout.revision import revision_of
 from kubellm.sizing import (
@@ -31,6 +33,7 @@ from kubellm.sizing import (
     resolve_gpu,
     resolve_model,
 )
+from kubellm.sizing.gpu_labels import NoGpuLabelError, gpu_node_selector
 
 API_VERSION = f"{GROUP}/{VERSION}"
 DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "float32": 4}
@@ -98,10 +101,18 @@ def owner_of(obj: Mapping[str, Any]) -> Owner:
     )
 
 
+def field_path(loc: tuple[str | int, ...]) -> str:
+    """`('template', 'spec', 'volumes', 0)` -> `spec.template.spec.volumes[0]`."""
+    return "spec" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+
+
 def _pydantic_problems(error: ValidationError) -> list[Problem]:
     problems = []
     for item in error.errors():
-        path = ".".join(str(p) for p in ("spec", *item["loc"]))
+        path = field_path(item["loc"])
+        if item["type"] == KUBERNETES_PROBLEMS:  # the Kubernetes schema, field by field
+            problems += [Problem(path + sub, message) for sub, message in item["ctx"]["problems"]]
+            continue
         value = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
         problems.append(Problem(path, f"{item['msg']}{value}"))
     return problems
@@ -248,13 +259,19 @@ def _gpu(spec: LLMDeploymentSpec) -> GPUType | Problem | None:
     if spec.resources.gpu.type is None:
         return None
     try:
-        return resolve_gpu(spec.resources.gpu.type)
+        gpu = resolve_gpu(spec.resources.gpu.type)
     except UnknownGPUError:
         return Problem(
             "spec.resources.gpu.type",
             f"unknown GPU {spec.resources.gpu.type!r}; use one of {', '.join(known_gpus())}"
             " or set resources.gpu.memoryGiB",
         )
+    if spec.resources.gpu.node_labels:
+        try:
+            gpu_node_selector(spec.resources.gpu.node_labels, gpu)
+        except NoGpuLabelError as error:
+            return Problem("spec.resources.gpu.nodeLabels", str(error))
+    return gpu
 
 
 MIN_STARTUP_SECONDS = 60
@@ -316,6 +333,9 @@ def resolve(obj: Mapping[str, Any]) -> Resolved:
                 f"{spec.engine.startup_timeout} is too short to load any model; use at least 1m",
             )
         )
+    known_gpu = None if isinstance(gpu, Problem) else gpu
+    clashes = template_problems(spec, gpu_resource_name(spec, known_gpu), owned_mounts(spec))
+    problems += [Problem(path, message) for path, message in clashes]
     if isinstance(model, Problem) or isinstance(gpu, Problem):
         raise InvalidSpecError(owner, problems)
     sizing = plan(sizing_request(spec, engine, model, gpu))

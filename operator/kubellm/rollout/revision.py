@@ -1,8 +1,9 @@
 """Revisions: the hash of everything that shapes the serving pods, and its stored snapshot.
 
 Replicas, autoscaling, service and rollout settings are left out: changing them must not
-start a rollout. Fields at their default are left out too, so a field added by a later
-kubellm does not rename every running revision. The effective image is put in, so a new default image after an operator
+start a rollout. Fields at their default are left out too (the pod template override
+when unset among them), so a field a later kubellm adds does not rename running
+revisions. The effective image is put in, so a new default image after an operator
 upgrade rolls out like any other change instead of replacing pods in place.
 
 Every serving revision is kept as a snapshot (a ControllerRevision owned by the
@@ -27,7 +28,7 @@ REVISION_LENGTH = 10
 REDACTED = "kubellm-redacted:"  # + digest, in place of a literal value
 # Flags whose value is a credential: --api-key, --hf-token, --ssl-keyfile-password...
 _SENSITIVE_FLAG = re.compile(r"^--?[\w-]*(key|token|secret|passw|credential|auth)[\w-]*$", re.I)
-POD_RELEVANT = ("model", "engine", "resources", "scheduling")
+POD_RELEVANT = ("model", "engine", "resources", "scheduling", "template")
 
 
 def pod_relevant(spec: LLMDeploymentSpec, image: str) -> dict[str, Any]:
@@ -69,15 +70,32 @@ def _redact_args(args: list[str]) -> list[str]:
     return out
 
 
+def _redact_env(node: Any) -> Any:
+    """Every literal env value, wherever an `env` list sits (engine, template containers)."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "env" and isinstance(value, list):
+                out[key] = [
+                    {**var, "value": _redacted(str(var["value"]))}
+                    if isinstance(var, dict) and "value" in var
+                    else var
+                    for var in value
+                ]
+            else:
+                out[key] = _redact_env(value)
+        return out
+    if isinstance(node, list):
+        return [_redact_env(item) for item in node]
+    return node
+
+
 def snapshot(spec: LLMDeploymentSpec, image: str) -> dict[str, Any]:
     """`pod_relevant` without secret material: what a ControllerRevision stores."""
-    relevant = pod_relevant(spec, image)
+    relevant = _redact_env(pod_relevant(spec, image))
     engine = dict(relevant["engine"])
-    engine["env"] = [
-        {**var, "value": _redacted(var["value"])} if "value" in var else var
-        for var in engine.get("env", [])
-    ]
-    engine["extraArgs"] = _redact_args(list(engine.get("extraArgs", [])))
+    if "extraArgs" in engine:
+        engine["extraArgs"] = _redact_args(list(engine["extraArgs"]))
     return {**relevant, "engine": engine}
 
 
@@ -94,9 +112,25 @@ def known_values(texts: Iterable[str]) -> dict[str, str]:
 
 def spec_literals(spec: LLMDeploymentSpec) -> list[str]:
     """The literal env values and extra args of a spec: where redacted values come from."""
-    return [var.value for var in spec.engine.env if var.value is not None] + list(
-        spec.engine.extra_args
-    )
+    literals = list(spec.engine.extra_args)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "env" and isinstance(value, list):
+                    literals.extend(
+                        str(var["value"])
+                        for var in value
+                        if isinstance(var, dict) and "value" in var
+                    )
+                else:
+                    visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return literals
 
 
 def workload_literals(workload: Mapping[str, Any]) -> list[str]:
@@ -147,13 +181,27 @@ def restore(
             return text
         return head + values[wanted]
 
+    def unredact(node: Any, where: str) -> Any:
+        if isinstance(node, dict):
+            return {
+                key: (
+                    [
+                        {**var, "value": fill(str(var["value"]), f"{where}.env[{var.get('name')}]")}
+                        if isinstance(var, dict) and "value" in var
+                        else var
+                        for var in value
+                    ]
+                    if key == "env" and isinstance(value, list)
+                    else unredact(value, f"{where}.{key}" if where else key)
+                )
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [unredact(item, f"{where}[{i}]") for i, item in enumerate(node)]
+        return node
+
+    stored = unredact(dict(stored), "")
     engine = dict(stored.get("engine") or {})
-    engine["env"] = [
-        {**var, "value": fill(var["value"], f"engine.env[{var['name']}]")}
-        if "value" in var
-        else var
-        for var in engine.get("env", [])
-    ]
     engine["extraArgs"] = [
         fill(arg, f"engine.extraArgs[{i}]") for i, arg in enumerate(engine.get("extraArgs", []))
     ]
