@@ -107,7 +107,7 @@ def test_the_journey_runs_under_the_charts_service_account(
         message="SpecValid=False",
     )
     events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
-    assert "InvalidSpec" in events and "Created Deployment" in events
+    assert "InvalidSpec" in events and "created Deployment" in events
     kubectl("delete", "llmd", "rbac", "-n", namespace)
     poll(lambda: not serving_pods("rbac", namespace), timeout=60, message="pods gone")
     denied = re.findall(
@@ -125,6 +125,7 @@ def test_the_journey_runs_under_the_charts_service_account(
         ("*", "*", "-A"),
         ("create", "pods", "-A"),
         ("update", "llmdeployments.kubellm.io", "-A"),
+        ("patch", "llmdeployments.kubellm.io", "-A"),  # the spec and metadata are the user's
         ("delete", "llmdeployments.kubellm.io", "-A"),
         ("create", "clusterroles"),
     ],
@@ -138,7 +139,9 @@ def test_what_the_service_account_must_never_do(
 def test_what_it_needs_is_granted(service_account_kubeconfig: Path) -> None:
     for request_ in [
         ("patch", "deployments", "-A"),
-        ("patch", "llmdeployments.kubellm.io/status", "-A"),
+        ("update", "services", "-A"),  # drift repair
+        ("create", "controllerrevisions", "-A"),
+        ("patch", "llmdeployments.kubellm.io", "--subresource=status", "-A"),
         ("create", "events", "-A"),
         ("watch", "pods", "-A"),
     ]:

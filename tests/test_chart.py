@@ -302,15 +302,16 @@ def test_default_render_objects() -> None:
 
 # --- RBAC ------------------------------------------------------------------------------------
 
-RW = ["get", "list", "watch", "create", "patch", "delete"]
+RW = ["get", "list", "watch", "create", "patch", "update", "delete"]
 NAMESPACED_RULES = {
-    ("kubellm.io", "llmdeployments"): ["get", "list", "watch", "patch"],
+    ("kubellm.io", "llmdeployments"): ["get", "list", "watch"],  # never its spec or metadata
     ("kubellm.io", "llmdeployments/status"): ["get", "patch", "update"],
     ("", "events"): ["create", "patch"],
     ("events.k8s.io", "events"): ["create", "patch"],
     ("", "services"): RW,
     ("", "pods"): ["get", "list", "watch"],
     ("apps", "deployments"): RW,
+    ("apps", "controllerrevisions"): ["get", "list", "watch", "create", "patch", "delete"],
     ("policy", "poddisruptionbudgets"): RW,
     ("autoscaling", "horizontalpodautoscalers"): RW,
     ("leaderworkerset.x-k8s.io", "leaderworkersets"): RW,
