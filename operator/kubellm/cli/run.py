@@ -27,7 +27,6 @@ from kubellm.handlers import register
 from kubellm.k8s.client import KubeClient
 from kubellm.metrics import REGISTRY
 
-
 PEERING_LIFETIME_SECONDS = 20
 
 
