@@ -23,6 +23,11 @@ test: install cluster-build lint unit
 unit: install
 	$(BIN)/pytest tests
 
+## fuzz: the offline tests with 3,000 random examples per property (CI runs a fixed set);
+## the executor's stateful test alone takes about half an hour on 2 cores
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests -p no:cacheprovider
+
 lint: install
 	$(BIN)/ruff check operator tests e2e bench hack
 	$(BIN)/ruff format --check operator
@@ -49,6 +54,7 @@ demo: install
 bench: install cluster-up
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/reconcile.py --count 100 --count 1000
+	$(BIN)/python bench/faults.py --rounds 3
 
 cluster-build:
 	bash e2e/cluster/cluster.sh build

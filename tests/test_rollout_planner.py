@@ -653,12 +653,16 @@ def test_spec_change_mid_rollout_supersedes_the_canary() -> None:
     second = c.change(MISTRAL)
     p = c.reconcile(after=30)
     assert reasons(p) == ["Superseded", "RolloutStarted"] and p.outcome == "Superseded"
-    assert p.delete == (first,) and replicas(p) == {stable: 4, second: 1}
+    # The superseded canary keeps the Ready pod the stable lacks until the stable has it back.
+    assert p.delete == () and replicas(p) == {stable: 4, second: 1, first: 1}
+    assert shares(p)[first] == (1, 0)
     assert p.rollout.stable_revision == stable and p.rollout.current_step == 0
     assert p.rollout.started_at == timestamp(c.now)
     assert (p.history[0].revision, p.history[0].result) == (first, "Superseded")
     assert p.history[0].model == QWEN and p.history[0].start_time == timestamp(T0)
     assert p.stats == RolloutStats(total=1, succeeded=0, failed=0, success_rate=None)
+    drained = c.reconcile(after=1)
+    assert drained.delete == (first,) and first not in replicas(drained)
 
 
 def test_spec_change_back_to_stable_supersedes_without_a_new_rollout() -> None:
@@ -668,6 +672,7 @@ def test_spec_change_back_to_stable_supersedes_without_a_new_rollout() -> None:
     c.change(LLAMA)
     p = c.reconcile(after=30)
     assert reasons(p) == ["Superseded"] and p.outcome == "Superseded"
+    # The stable never gave the canary a pod: nothing to wait for, the canary goes at once.
     assert p.targets == (RevisionTarget(stable, "vllm", 4, 100),) and p.delete == (new,)
     assert p.rollout.canary_revision is None and p.degraded is None
     assert "back to the stable revision" in p.rollout.message

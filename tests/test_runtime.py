@@ -33,7 +33,11 @@ def test_a_peer_not_seen_within_its_lifetime_is_dead() -> None:
 def body(kind: str, name: str, owner: str = "demo", **labels: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "ns", "resourceVersion": "1"}
     if kind != "LLMDeployment":
-        meta["labels"] = {"app.kubernetes.io/instance": owner, **labels}
+        meta["labels"] = {
+            "app.kubernetes.io/instance": owner,
+            "app.kubernetes.io/managed-by": "kubellm",
+            **labels,
+        }
     return {"kind": kind, "metadata": meta, "spec": {}}
 
 
@@ -56,6 +60,15 @@ def test_the_cache_files_children_by_owner_and_forgets_deletions() -> None:
     assert cache.children_of(("ns", "demo")) == []
 
 
+def test_a_child_unlabelled_by_hand_leaves_the_cache_and_its_owner_is_told() -> None:
+    cache = Cache()
+    cache.observe("Service", "ADDED", body("Service", "svc"))
+    unlabelled = body("Service", "svc")
+    del unlabelled["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    assert cache.observe("Service", "MODIFIED", unlabelled) == ("ns", "demo")
+    assert cache.children_of(("ns", "demo")) == []
+
+
 def test_a_child_relabelled_to_another_owner_moves() -> None:
     cache = Cache()
     cache.observe("Service", "ADDED", body("Service", "svc", owner="a"))
@@ -72,11 +85,23 @@ def test_after_a_relisting_objects_it_did_not_show_are_looked_up_again() -> None
     cache.observe("Deployment", None, body("Deployment", "kept"))  # a watch started over
     assert cache.relists_due() == []
     clock.now = 103
-    assert cache.relists_due() == ["Deployment"]
-    assert cache.unseen("Deployment") == [("ns", "gone")]
+    assert cache.relists_due() == [("Deployment", "")]
+    assert cache.unseen(("Deployment", "")) == [("ns", "gone")]
     assert cache.relists_due() == []  # handled once
     assert cache.forget("Deployment", "ns", "gone") == ("ns", "demo")
     assert [c.name for c in cache.children_of(("ns", "demo"))] == ["kept"]
+
+
+def test_a_namespace_a_watch_starts_on_lists_only_that_namespace() -> None:
+    clock = Clock()
+    cache = Cache(clock=clock, per_namespace=True)
+    cache.observe("Deployment", "ADDED", body("Deployment", "elsewhere"))
+    new = body("Deployment", "here")
+    new["metadata"]["namespace"] = "new-ns"
+    cache.observe("Deployment", None, new)  # a new namespace's first listing
+    clock.now = 3
+    assert cache.relists_due() == [("Deployment", "new-ns")]
+    assert cache.unseen(("Deployment", "new-ns")) == []  # nothing elsewhere is suspected
 
 
 def test_health_fails_when_a_worker_or_the_ticker_is_gone() -> None:
@@ -96,3 +121,13 @@ def test_health_fails_when_a_worker_or_the_ticker_is_gone() -> None:
             task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_a_replica_takes_part_in_the_peerings_of_the_namespaces_it_serves() -> None:
+    from kubellm.controller.leadership import Peering
+
+    cluster = Peering("kubellm", "me", 5, ())
+    assert cluster.mine(None) and not cluster.mine("team-a")
+    shard = Peering("shard-a", "me", 5, ("team-a", "ml-*"))
+    assert shard.mine("team-a") and shard.mine("ml-prod") and not shard.mine("team-b")
+    assert not shard.mine(None)

@@ -13,9 +13,7 @@ import kopf
 
 from kubellm import GROUP, PLURAL, VERSION
 from kubellm.k8s.client import KINDS
-from kubellm.render.context import MANAGED_BY
 
-MANAGED = {MANAGED_BY: "kubellm"}
 CHILD_KINDS = (
     "ControllerRevision",
     "Deployment",
@@ -51,7 +49,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     for kind_name in CHILD_KINDS:
         kind = KINDS[kind_name]
         group, _, version = kind.api_version.rpartition("/")
-        kopf.on.event(
-            group, version, kind.plural, labels=MANAGED, id=kind.plural, registry=registry
-        )(_child_event)
+        # No label filter: a child someone unlabels must still reach the cache (which keeps
+        # only kubellm's), or it would be trusted as it was forever.
+        kopf.on.event(group, version, kind.plural, id=kind.plural, registry=registry)(_child_event)
     kopf.on.probe(id="runtime", registry=registry)(_probe)

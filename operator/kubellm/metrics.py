@@ -96,6 +96,11 @@ ROLLOUT_SECONDS = Histogram(
     buckets=(60, 300, 600, 1200, 1800, 3600, 7200, 14400),
     registry=REGISTRY,
 )
+LEADING = Gauge(
+    "kubellm_leading",
+    "1 while this operator replica leads (reconciles), 0 while peering pauses it.",
+    registry=REGISTRY,
+)
 PHASES = ("Pending", "Progressing", "Ready", "Degraded", "Failed")
 
 

@@ -97,10 +97,15 @@ def credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
     return info
 
 
-async def _ensure_peering(client: KubeClient, peering: Peering) -> None:
-    """The peering object must exist for peering to work; create it when it does not."""
-    for kind, namespace in peering.objects():
-        metadata = {"name": peering.name, **({"namespace": namespace} if namespace else {})}
+async def _ensure_peering(client: KubeClient, args: argparse.Namespace) -> None:
+    """The peering object must exist for peering to work; create it when it does not (in the
+    namespaces named exactly; a pattern's namespaces get theirs from the chart or kopf)."""
+    exact = [n for n in args.namespace if not any(c in n for c in "*?[")]
+    if args.namespace and not exact:
+        return
+    for namespace in exact or [None]:
+        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+        metadata = {"name": args.peering, **({"namespace": namespace} if namespace else {})}
         await client.apply({"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": metadata})
 
 
@@ -112,13 +117,13 @@ async def run_operator(args: argparse.Namespace) -> None:
     peering = None
     if not args.standalone:
         peering = Peering(args.peering, identity, settings.peering.priority, tuple(args.namespace))
-        await _ensure_peering(client, peering)
+        await _ensure_peering(client, args)
     registry = kopf.OperatorRegistry()
     register(registry)
     kopf.on.login(registry=registry)(lambda **_: info)
     start_http_server(args.metrics_port, registry=REGISTRY)
     async with aiohttp.ClientSession() as prometheus_session:
-        cache = Cache()
+        cache = Cache(per_namespace=bool(args.namespace))
         reconciler = Reconciler(
             client,
             cache,

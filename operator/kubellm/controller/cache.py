@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubellm.controller.children import Child, owner_key, pod_info, summarize
+from kubellm.render.context import MANAGED_BY
 from kubellm.rollout.pods import PodInfo
 
 OwnerKey = tuple[str, str]  # namespace, name
+Scope = tuple[str, str]  # kind, namespace ("": every namespace) of one watch
 OWNER_KIND = "LLMDeployment"
 POD_KIND = "Pod"
 LISTING_QUIET_SECONDS = 2.0  # a listing's events arrive in a burst
@@ -37,6 +39,9 @@ class _Listing:
 @dataclass
 class Cache:
     clock: Callable[[], float] = time.monotonic
+    # Kopf runs one watch per namespace when the operator serves a list of namespaces (and
+    # one cluster-wide otherwise): a listing then stands for that namespace only.
+    per_namespace: bool = False
     owners: dict[OwnerKey, Mapping[str, Any]] = field(default_factory=dict)
     children: defaultdict[OwnerKey, dict[tuple[str, str], Child]] = field(
         default_factory=lambda: defaultdict(dict)
@@ -44,7 +49,7 @@ class Cache:
     pods: defaultdict[OwnerKey, dict[str, PodInfo]] = field(
         default_factory=lambda: defaultdict(dict)
     )
-    relisting: dict[str, _Listing] = field(default_factory=dict)
+    relisting: dict[Scope, _Listing] = field(default_factory=dict)
     # where each object was filed, to move or drop it when its owner label changes
     placed: dict[tuple[str, str, str], OwnerKey] = field(default_factory=dict)
 
@@ -62,7 +67,9 @@ class Cache:
         previous = self.placed.pop((kind, *ident), None)
         if previous is not None:
             self._drop(kind, ident, previous)
-        key = owner_key(body)
+        # Unlabelled by hand (`managed-by` or `instance` removed): no longer ours to read, so
+        # its owner is looked at again and puts the labels back.
+        key = owner_key(body) if _managed(body) else None
         if key is None or event == "DELETED":
             return key or previous
         if kind == POD_KIND:
@@ -82,25 +89,30 @@ class Cache:
             (self.pods if kind == POD_KIND else self.children).pop(key, None)
 
     def _track_listing(self, kind: str, event: str | None, ident: tuple[str, str]) -> None:
+        scope = (kind, ident[0] if self.per_namespace else "")
         if event is not None:
-            if kind in self.relisting:
-                self.relisting[kind].seen.add(ident)
+            if scope in self.relisting:
+                self.relisting[scope].seen.add(ident)
             return
-        listing = self.relisting.setdefault(kind, _Listing(self.clock()))
+        listing = self.relisting.setdefault(scope, _Listing(self.clock()))
         listing.seen.add(ident)
 
-    def relists_due(self) -> list[str]:
-        """Kinds whose listing burst is over: time to look for objects it did not show."""
+    def relists_due(self) -> list[Scope]:
+        """Watches whose listing burst is over: time to look for objects it did not show."""
         now = self.clock()
         return [k for k, v in self.relisting.items() if now - v.started >= LISTING_QUIET_SECONDS]
 
-    def unseen(self, kind: str) -> list[tuple[str, str]]:
-        """Objects of `kind` in the cache that the last listing did not show (may be gone)."""
-        listing = self.relisting.pop(kind, None)
+    def unseen(self, scope: Scope) -> list[tuple[str, str]]:
+        """Objects of a watch's kind (and namespace) in the cache that its last listing did
+        not show: they may be gone."""
+        kind, namespace = scope
+        listing = self.relisting.pop(scope, None)
         seen = listing.seen if listing else set()
         if kind == OWNER_KIND:
-            return [k for k in self.owners if k not in seen]
-        return [(ns, name) for k, ns, name in self.placed if k == kind and (ns, name) not in seen]
+            known = list(self.owners)
+        else:
+            known = [(ns, name) for k, ns, name in self.placed if k == kind]
+        return [i for i in known if i not in seen and (not namespace or i[0] == namespace)]
 
     def forget(self, kind: str, namespace: str, name: str) -> OwnerKey | None:
         """An object the API no longer has: drop it; returns the owner to reconcile."""
@@ -120,3 +132,8 @@ class Cache:
 
     def pods_of(self, key: OwnerKey) -> list[PodInfo]:
         return list(self.pods.get(key, {}).values())
+
+
+def _managed(body: Mapping[str, Any]) -> bool:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(MANAGED_BY) == "kubellm")

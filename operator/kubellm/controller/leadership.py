@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fnmatch import fnmatch
 from typing import Any
 
 
@@ -41,8 +42,9 @@ class Peering:
     priority: int
     namespaces: tuple[str, ...]  # empty: cluster-wide (ClusterKopfPeering)
 
-    def objects(self) -> list[tuple[str, str | None]]:
-        """(kind, namespace) of every peering object this replica takes part in."""
+    def mine(self, namespace: str | None) -> bool:
+        """Whether a KopfPeering in `namespace` is one this replica takes part in (Kopf peers
+        in every namespace it serves, patterns such as `team-*` included)."""
         if not self.namespaces:
-            return [("ClusterKopfPeering", None)]
-        return [("KopfPeering", namespace) for namespace in self.namespaces]
+            return namespace is None
+        return namespace is not None and any(fnmatch(namespace, p) for p in self.namespaces)

@@ -214,6 +214,7 @@ class Reconciler:
             return STALE_RETRY_SECONDS  # the object changed since it was read: plan again
         self.handled[uid] = max(generation, self.handled.get(uid, 0))
         for event in decision.events:
+            LOGGER.info("%s/%s: %s %s", key[0], key[1], event.reason, event.message)
             await self._event(body, event.type, event.reason, event.message)
         await self._report_transitions(body, previous, status)
         try:
@@ -495,11 +496,12 @@ class Reconciler:
             wanted = desired_digest(obj)
             meta.setdefault("annotations", {})[APPLIED_HASH] = wanted
             wanted_live = desired_digest(obj)
-            if obj["kind"] == SNAPSHOT_KIND:
-                if child is not None or not expect.needs_apply(
-                    ckey, wanted, wanted_live, None, now
-                ):
-                    continue  # immutable: created once, never updated
+            if obj["kind"] == SNAPSHOT_KIND:  # immutable: created once, never updated
+                if child is not None:
+                    expect.seen(ckey)
+                    continue
+                if not expect.needs_apply(ckey, wanted, wanted_live, None, now):
+                    continue
             elif not expect.needs_apply(ckey, wanted, wanted_live, child, now):
                 continue
             try:
@@ -535,6 +537,7 @@ class Reconciler:
                 done.append(f"deleted {child.kind} {child.name}")
         expect.forget_gone(set(live))
         if done:
+            LOGGER.info("%s/%s: %s", key[0], key[1], "; ".join(done))
             await self._event(body, "Normal", "Applied", "; ".join(done))
 
     async def _repair(self, desired: Mapping[str, Any]) -> None:
@@ -581,7 +584,7 @@ class Reconciler:
                 }
             )
         except ApiError as error:
-            if error.status == 409:
+            if error.status in (404, 409):  # changed since it was read, or deleted meanwhile
                 return None
             raise
         written = str((answer.get("metadata") or {}).get("resourceVersion") or "")

@@ -69,7 +69,7 @@ class Runtime:
 
     def start(self) -> None:
         if self.peering is None:
-            self.leading.set()
+            self._lead(True)
         self.tasks = [
             asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self.workers)
         ]
@@ -139,26 +139,43 @@ class Runtime:
                 LOGGER.debug("ticker: %s", error)
 
     async def _follow_peering(self, peering: Peering) -> None:
-        paused = False
-        for kind, namespace in peering.objects():
-            try:
-                obj = await self.client.get(kind, namespace, peering.name)
-            except ApiError as error:
-                if error.status != 404:
-                    raise
-                continue
-            now = datetime.now(UTC)
-            paused |= paused_by_peers(
-                obj.get("status") or {}, peering.identity, peering.priority, now
-            )
+        now = datetime.now(UTC)
+        paused = any(
+            paused_by_peers(obj.get("status") or {}, peering.identity, peering.priority, now)
+            for obj in await self._peerings(peering)
+            if peering.mine((obj.get("metadata") or {}).get("namespace"))
+        )
         if paused and self.leading.is_set():
             LOGGER.info("paused: another operator replica leads")
-            self.leading.clear()
+            self._lead(False)
             self.queue.clear()
         elif not paused and not self.leading.is_set():
             LOGGER.info("leading: reconciling every LLMDeployment")
-            self.leading.set()
+            self._lead(True)
             self._everything()
+
+    def _lead(self, leading: bool) -> None:
+        if leading:
+            self.leading.set()
+        else:
+            self.leading.clear()
+        metrics.LEADING.set(1 if leading else 0)
+
+    async def _peerings(self, peering: Peering) -> list[dict[str, Any]]:
+        """The peering objects: read by name where the namespaces are exact (a namespaced
+        install may read no further), listed across namespaces for patterns."""
+        if any(set(n) & set("*?[") for n in peering.namespaces):
+            selector = f"metadata.name={peering.name}"
+            return await self.client.list("KopfPeering", field_selector=selector)
+        found = []
+        where: list[tuple[str, str | None]] = [("KopfPeering", n) for n in peering.namespaces]
+        for kind, namespace in where or [("ClusterKopfPeering", None)]:
+            try:
+                found.append(await self.client.get(kind, namespace, peering.name))
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+        return found
 
     async def _discover(self) -> None:
         apis = await self.client.served_group_versions()
@@ -169,8 +186,9 @@ class Runtime:
 
     async def _recheck_relisted(self) -> None:
         """Objects a listing did not show are looked up; the gone are dropped."""
-        for kind in self.cache.relists_due():
-            for namespace, name in self.cache.unseen(kind):
+        for scope in self.cache.relists_due():
+            kind = scope[0]
+            for namespace, name in self.cache.unseen(scope):
                 try:
                     await self.client.get(kind, namespace, name)
                 except ApiError as error:

@@ -237,6 +237,15 @@ class KubeClient:
     async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
         return await self._request("GET", KINDS[kind].path(namespace, name))
 
+    async def list(
+        self, kind: str, namespace: str | None = None, field_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind, in one namespace or all of them."""
+        params = {"fieldSelector": field_selector} if field_selector else None
+        listing = await self._request("GET", KINDS[kind].collection(namespace), params=params)
+        items: list[dict[str, Any]] = listing.get("items") or []
+        return items
+
     async def served_group_versions(self) -> frozenset[str]:
         """Every `group/version` the API server serves (to skip optional kinds)."""
         groups = await self._request("GET", "/apis")

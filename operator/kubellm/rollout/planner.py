@@ -29,6 +29,9 @@ The rules (see the tests for each):
   one, which drains as new pods become Ready; the rollout has Succeeded, and the old workload
   goes, once the new revision is fully Ready.
 - `recreate` deletes the old workloads and starts the new revision once they are gone.
+- A revision no longer wanted (a canary superseded by another spec change) keeps its Ready
+  pods, serving, until the wanted revisions have Ready pods in their stead; one that failed or
+  was aborted goes at once.
 """
 
 from __future__ import annotations
@@ -592,6 +595,7 @@ class _Planner:
         degraded: tuple[str, str] | None = None,
         halted: tuple[str, str] | None = None,
     ) -> Plan:
+        targets += self._draining(targets)
         return Plan(
             targets=targets,
             # Whatever is not targeted goes, including workloads whose deletion is still pending.
@@ -606,6 +610,24 @@ class _Planner:
             degraded=degraded,
             halted=halted,
         )
+
+    def _draining(self, targets: tuple[RevisionTarget, ...]) -> tuple[RevisionTarget, ...]:
+        """Revisions no longer wanted keep their Ready pods while the wanted ones lack Ready
+        pods (a canary superseded after the stable gave it pods): capacity is handed back as
+        the wanted revisions become Ready, not dropped at once. A revision that failed or was
+        aborted goes at once, and `recreate` frees its GPUs first."""
+        if self.spec.rollout.strategy == "recreate":
+            return ()
+        ready = sum(min(self._ready(t.revision), t.replicas) for t in targets)
+        wanted = {t.revision for t in targets}
+        failed = {h.revision for h in self.history if h.result in _FAILED}
+        kept = []
+        for revision in sorted(set(self.live) - wanted - failed):
+            keep = min(self._ready(revision), max(0, self.total - ready))
+            if keep:
+                kept.append(RevisionTarget(revision, self._engine(revision), keep, 0))
+                ready += keep
+        return tuple(kept)
 
     # ------------------------------------------------------------------ reading
 
