@@ -9,7 +9,9 @@ restart, quiet objects are not polled, and a stable revision is rebuilt from its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from conftest import llmd
 from fake_cluster import Controllers, FakeApi
 from kubellm.controller.cache import Cache
-from kubellm.controller.reconcile import STALE_RETRY_SECONDS, Reconciler, ReconcileError
+from kubellm.controller.reconcile import STALE_RETRY_SECONDS, ReconcileError, Reconciler
 from kubellm.k8s.client import ApiError
 from kubellm.render.context import LWS_API
 
@@ -29,9 +31,7 @@ class Clock:
     def __init__(self) -> None:
         self.seconds = 0.0
 
-    def now(self) -> Any:
-        from datetime import UTC, datetime, timedelta
-
+    def now(self) -> datetime:
         return datetime(2026, 3, 1, 12, tzinfo=UTC) + timedelta(seconds=self.seconds)
 
     def monotonic(self) -> float:
@@ -82,10 +82,8 @@ class World:
         for _ in range(rounds):
             self.controllers.step()
             self.deliver()
-            try:
+            with contextlib.suppress(ReconcileError):
                 self.reconcile()
-            except ReconcileError:
-                pass
             self.deliver()
             self.clock.seconds += seconds
 
