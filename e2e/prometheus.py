@@ -3,7 +3,7 @@
 Each simulator stands for one revision's pods; its scrape target carries the labels the
 operator's PodMonitor attaches (`namespace`, `llmdeployment`, `revision`, `engine`), so the
 analysis queries run unchanged. Needs the `prometheus` binary (Debian: `apt-get install
-prometheus`); callers skip when `prometheus_binary()` is None.
+prometheus`), which `.ci/run` installs; without it the tests fail, they never skip.
 """
 
 from __future__ import annotations
@@ -23,13 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from kubellm.engines import get_engine
 
 
-def prometheus_binary() -> str | None:
-    return shutil.which("prometheus")
+def prometheus_binary() -> str:
+    """Debian's prometheus; a missing binary fails the test (never a skip): .ci/run installs it."""
+    found = shutil.which("prometheus")
+    if found is None:
+        pytest.fail("the prometheus binary is not installed: `apt-get install -y prometheus`")
+    return found
 
 
 def free_port() -> int:

@@ -37,13 +37,6 @@ from test_operator import condition, get, items, wait_ready
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
-pytestmark = [
-    pytest.mark.skipif(
-        prometheus_binary() is None,
-        reason="the prometheus binary is not installed (Debian: apt-get install prometheus)",
-    ),
-]
-
 NAMESPACE_PREFIX = "e2e-ro-"
 OLD_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 NEW_MODEL = "Qwen/Qwen3-8B"
@@ -90,7 +83,6 @@ def operators(cluster: Path) -> Iterator[Operators]:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     binary = prometheus_binary()
-    assert binary is not None
     server = RolloutPrometheus(tmp_path_factory.mktemp("prometheus"), binary)
     try:
         server.wait_ready()

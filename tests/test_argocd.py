@@ -13,11 +13,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from lupa import lua51
 
 from kubellm.api.models import LLMDeploymentStatus, RevisionStatus, RolloutStatus
 from kubellm.status import Observation, compose
-
-lua51 = pytest.importorskip("lupa.lua51")
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGOCD = ROOT / "manifests" / "argocd"

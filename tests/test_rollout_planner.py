@@ -34,11 +34,11 @@ from kubellm.rollout.planner import (
     plan,
     promote_token,
     rollout_id,
-    timestamp,
 )
 from kubellm.rollout.pods import RevisionPods
 from kubellm.rollout.revision import revision_of, snapshot
 from kubellm.rollout.targets import RevisionTarget
+from kubellm.times import timestamp
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"

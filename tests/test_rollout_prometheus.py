@@ -23,13 +23,7 @@ from kubellm.rollout.analysis import queries
 from kubellm.simulator.load import generate_load
 
 harness = e2e_module("prometheus")
-pytestmark = [
-    pytest.mark.skipif(
-        harness.prometheus_binary() is None,
-        reason="the prometheus binary is not installed (Debian: apt-get install prometheus)",
-    ),
-    pytest.mark.timeout(120),
-]
+pytestmark = [pytest.mark.timeout(120)]
 
 NAMESPACE = "team-a"
 WINDOW = "30s"

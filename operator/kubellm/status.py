@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal
 
 from kubellm.api.models import (
@@ -23,6 +22,7 @@ from kubellm.api.models import (
 )
 from kubellm.rollout.pods import RevisionPods, why_not_ready
 from kubellm.sizing import SizingPlan
+from kubellm.times import seconds_between
 
 TRUE: Literal["True"] = "True"
 FALSE: Literal["False"] = "False"
@@ -130,10 +130,7 @@ def not_ready_reason(pods: RevisionPods) -> str:
 
 
 def _since(condition: Condition | None, now: str) -> float:
-    if condition is None:
-        return 0.0
-    start = datetime.fromisoformat(condition.last_transition_time.replace("Z", "+00:00"))
-    return (datetime.fromisoformat(now.replace("Z", "+00:00")) - start).total_seconds()
+    return seconds_between(condition.last_transition_time, now) if condition else 0.0
 
 
 def compose(o: Observation) -> LLMDeploymentStatus:

@@ -20,6 +20,7 @@ from kubellm.api.models import LLMDeploymentStatus
 from kubellm.controller.reconcile import ABORT, PROMOTE
 from kubellm.k8s.client import ApiError, KubeClient
 from kubellm.rollout.planner import promote_token, rollout_id
+from kubellm.times import rfc3339, seconds_between
 
 WATCH_SECONDS = 2.0
 
@@ -39,7 +40,7 @@ def _table(rows: Sequence[Sequence[object]], indent: str = "  ") -> list[str]:
 def _ago(when: str | None, now: datetime) -> str:
     if not when:
         return "-"
-    seconds = int((now - datetime.fromisoformat(when.replace("Z", "+00:00"))).total_seconds())
+    seconds = int(seconds_between(when, rfc3339(now)))
     return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago"
 
 

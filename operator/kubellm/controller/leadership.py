@@ -14,18 +14,16 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatch
 from typing import Any
 
+from kubellm.times import parse_time
+
 
 def paused_by_peers(peers: Mapping[str, Any], identity: str, priority: int, now: datetime) -> bool:
     """A live peer other than us with a priority at least ours pauses us (Kopf's rule)."""
     for peer_id, info in peers.items():
         if peer_id == identity or not isinstance(info, Mapping):
             continue
-        seen = info.get("lastseen")
-        if not seen:
-            continue
-        try:
-            last = datetime.fromisoformat(str(seen).replace("Z", "+00:00"))
-        except ValueError:
+        last = parse_time(info.get("lastseen"))
+        if last is None:
             continue
         alive = last + timedelta(seconds=int(info.get("lifetime") or 60)) > now
         if alive and int(info.get("priority") or 0) >= priority:

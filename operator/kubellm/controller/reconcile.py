@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -57,6 +57,7 @@ from kubellm.rollout.revision import (
     spec_literals,
     workload_literals,
 )
+from kubellm.rollout.targets import RevisionTarget
 from kubellm.status import (
     UNAVAILABLE_GRACE_SECONDS,
     Observation,
@@ -64,6 +65,7 @@ from kubellm.status import (
     sizing_status,
     unavailable_in,
 )
+from kubellm.times import parse_time, rfc3339, utcnow
 
 PROMOTE = f"{GROUP}/promote"
 ABORT = f"{GROUP}/abort"
@@ -97,23 +99,6 @@ class ChildRefusedError(Exception):
         super().__init__(f"{kind} {name}: {error}")
         self.what = f"{kind} {name}"
         self.error = error
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -430,7 +415,7 @@ class Reconciler:
             previous=previous,
             spec_problems=(),
             sizing=sizing_status(resolved.sizing, resolved.gpu.name if resolved.gpu else None),
-            revisions=self._revisions(decision, live, pods, previous),
+            revisions=self._revisions(decision.targets, live, pods, previous),
             desired_replicas=resolved.spec.replicas,
             selector=_selector(resolved.owner.name),
             rollout=decision.rollout,
@@ -444,7 +429,7 @@ class Reconciler:
 
     def _revisions(
         self,
-        decision: Plan,
+        targets: Sequence[RevisionTarget],
         live: Mapping[str | None, Child],
         pods: Sequence[PodInfo],
         previous: LLMDeploymentStatus,
@@ -452,7 +437,7 @@ class Reconciler:
         """Per running revision: replicas, ready pods, weight and cold-start time."""
         before = {r.revision: r for r in previous.revisions}
         result = []
-        for target in decision.targets:
+        for target in targets:
             workload = live.get(target.revision)
             ready_seconds = (
                 before[target.revision].ready_seconds if target.revision in before else None
@@ -603,7 +588,13 @@ class Reconciler:
         """Never lose the running version: no child changes, a condition and an Event say why."""
         owner = owner_of(body)
         workloads = [c for c in children if c.kind in WORKLOAD_KINDS and not c.deleting]
-        before = {r.revision: r for r in previous.revisions}
+        weights = {r.revision: r.weight for r in previous.revisions}
+        running = [  # as they are: a refused spec changes nothing
+            RevisionTarget(
+                w.revision or "", w.engine or "", w.replicas, weights.get(w.revision or "", 0)
+            )
+            for w in workloads
+        ]
         status = compose(
             Observation(
                 now=rfc3339(now),
@@ -611,17 +602,8 @@ class Reconciler:
                 previous=previous,
                 spec_problems=tuple(problems),
                 sizing=None,
-                revisions=tuple(
-                    RevisionStatus(
-                        revision=w.revision or "",
-                        replicas=w.replicas,
-                        ready_replicas=w.ready_replicas,
-                        weight=before[w.revision].weight if w.revision in before else 0,
-                        ready_seconds=before[w.revision].ready_seconds
-                        if w.revision in before
-                        else None,
-                    )
-                    for w in workloads
+                revisions=self._revisions(
+                    running, {w.revision: w for w in workloads}, pods, previous
                 ),
                 desired_replicas=sum(w.replicas for w in workloads),
                 selector=_selector(owner.name),
@@ -753,8 +735,8 @@ class Reconciler:
         if decision.outcome:
             metrics.ROLLOUTS.labels(namespace, name, decision.outcome).inc()
             finished = decision.history[0] if decision.history else None
-            start = _parse_time(finished.start_time) if finished else None
-            end = _parse_time(finished.end_time) if finished else None
+            start = parse_time(finished.start_time) if finished else None
+            end = parse_time(finished.end_time) if finished else None
             if start and end:
                 metrics.ROLLOUT_SECONDS.labels(decision.outcome).observe(
                     (end - start).total_seconds()
@@ -789,8 +771,8 @@ def _selector(name: str) -> str:
 def _cold_start(revision: str, pods: Sequence[PodInfo]) -> float | None:
     """First pod of the revision created -> first pod of it Ready, in seconds."""
     mine = [p for p in pods if p.revision == revision]
-    created = [t for p in mine if (t := _parse_time(p.created))]
-    ready = [t for p in mine if (t := _parse_time(p.ready_since))]
+    created = [t for p in mine if (t := parse_time(p.created))]
+    ready = [t for p in mine if (t := parse_time(p.ready_since))]
     if not created or not ready:
         return None
     return max(0.0, (min(ready) - min(created)).total_seconds())

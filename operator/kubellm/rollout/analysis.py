@@ -24,7 +24,7 @@ from types import MappingProxyType
 from kubellm.api.models import Analysis, AnalysisStatus, MetricResult
 from kubellm.engines.base import Engine, MetricSource, Signal
 from kubellm.rollout.durations import parse_duration
-from kubellm.rollout.planner import timestamp
+from kubellm.times import timestamp
 
 REQUESTS = "requests"
 ERROR_RATE = "errorRate"

@@ -55,6 +55,7 @@ from kubellm.rollout.durations import format_duration, parse_duration
 from kubellm.rollout.pods import RevisionPods, why_not_ready
 from kubellm.rollout.revision import what_changed
 from kubellm.rollout.targets import RevisionTarget
+from kubellm.times import parse_time, timestamp
 
 DEFAULT_PROGRESS_DEADLINE = 600.0
 _FAILED: frozenset[str] = frozenset({"RolledBack", "Aborted"})
@@ -113,15 +114,6 @@ class Plan:
     outcome: RolloutResult | None
     degraded: tuple[str, str] | None  # (reason, message)
     halted: tuple[str, str] | None = None  # (reason, message): paused for a human
-
-
-def timestamp(moment: datetime) -> str:
-    """RFC 3339 with microseconds."""
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def rollout_id(status: RolloutStatus) -> str | None:
