@@ -24,6 +24,7 @@ from typing import Any
 
 from conftest import ROOT, KubectlError, run_kubectl
 from operator_process import OperatorProcess
+from test_operator import get, llmd
 
 STATE = ROOT / "e2e" / ".cluster"
 POLL = 0.2
@@ -38,27 +39,13 @@ class Outcome:
 
 
 def manifest(name: str, **spec: Any) -> str:
-    body: dict[str, Any] = {
+    """An 8B model on one H100 per replica, two replicas, a one-step canary."""
+    defaults: dict[str, Any] = {
         "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
         "engine": {"type": "vllm", "maxContextLength": 8192},
-        "resources": {"gpu": {"type": "H100-80GB"}},
-        "replicas": 2,
         "rollout": {"canary": {"steps": [{"weight": 50}]}, "progressDeadline": "30s"},
-        **spec,
     }
-    return json.dumps(
-        {
-            "apiVersion": "kubellm.io/v1alpha1",
-            "kind": "LLMDeployment",
-            "metadata": {"name": name},
-            "spec": body,
-        }
-    )
-
-
-def get(kind: str, name: str, namespace: str) -> dict[str, Any]:
-    proc = run_kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-    return json.loads(proc.stdout) if proc.returncode == 0 else {}
+    return llmd(name, **{**defaults, **spec})
 
 
 def listing(kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:

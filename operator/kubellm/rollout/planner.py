@@ -399,7 +399,7 @@ class _Planner:
         if routing == "gatewayAPI":
             weight = 100 if stable_replicas == 0 else max(last_weight, 100 * ready // self.total)
         else:
-            weight = 100 * ready // max(1, ready + min(self._ready(stable), stable_replicas))
+            weight = self._share(canary, self.total, stable, stable_replicas)
         targets = (
             RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - weight),
             RevisionTarget(canary, self._engine(canary), self.total, weight),
@@ -452,9 +452,13 @@ class _Planner:
         """The canary's share of traffic now: Ready pods for `replicas`, the route's weight."""
         if routing == "gatewayAPI":
             return targets[1].weight
-        on_canary = min(self._ready(canary), targets[1].replicas)
-        on_stable = min(self._ready(stable), targets[0].replicas)
-        return round(100 * on_canary / (on_canary + on_stable)) if on_canary else 0
+        return self._share(canary, targets[1].replicas, stable, targets[0].replicas)
+
+    def _share(self, new: str, new_replicas: int, stable: str, stable_replicas: int) -> int:
+        """Percent of the Ready serving pods that are the new revision's."""
+        on_new = min(self._ready(new), new_replicas)
+        on_stable = min(self._ready(stable), stable_replicas)
+        return round(100 * on_new / (on_new + on_stable)) if on_new else 0
 
     def _step_duration(self, step: CanaryStep) -> float | None:
         """Seconds the step holds; None waits for `kubellm promote`."""
@@ -484,7 +488,7 @@ class _Planner:
         current = self.live[new].replicas if new in self.live else 0
         surge = min(self.total, max(current, ready + 1))
         stable_replicas, yielded = self._beside(stable, new, surge, state, floor=0, trade=True)
-        weight = 100 * ready // max(1, ready + min(self._ready(stable), stable_replicas))
+        weight = self._share(new, surge, stable, stable_replicas)
         targets = (
             RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - weight),
             RevisionTarget(new, self._engine(new), surge, weight),
