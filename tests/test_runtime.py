@@ -131,3 +131,37 @@ def test_a_replica_takes_part_in_the_peerings_of_the_namespaces_it_serves() -> N
     shard = Peering("shard-a", "me", 5, ("team-a", "ml-*"))
     assert shard.mine("team-a") and shard.mine("ml-prod") and not shard.mine("team-b")
     assert not shard.mine(None)
+
+
+class Lister:
+    """A client whose LIST answers from a dict of kind -> objects."""
+
+    def __init__(self, objects: dict[str, list[dict[str, Any]]]) -> None:
+        self.objects = objects
+        self.calls: list[tuple[str, str | None, str]] = []
+
+    async def list(
+        self, kind: str, namespace: str | None = None, label_selector: str = "", **_: Any
+    ) -> list[dict[str, Any]]:
+        self.calls.append((kind, namespace, label_selector))
+        return [
+            o
+            for o in self.objects.get(kind, [])
+            if not namespace or o["metadata"]["namespace"] == namespace
+        ]
+
+
+def test_sync_fills_the_cache_before_any_reconcile_and_drops_what_is_gone() -> None:
+    owner = body("LLMDeployment", "demo")
+    other = body("LLMDeployment", "elsewhere")
+    other["metadata"]["namespace"] = "team-b"
+    deployment = {**body("Deployment", "demo-r1"), "kind": "Deployment"}
+    cache = Cache()
+    cache.observe("Service", "ADDED", body("Service", "demo"))  # deleted while we were away
+    client = Lister({"LLMDeployment": [owner, other], "Deployment": [deployment]})
+    runtime = Runtime(reconciler=None, cache=cache, client=client, namespaces=("n*",))  # type: ignore[arg-type]
+    asyncio.run(runtime.sync())
+    assert cache.owner(("ns", "demo")) is not None
+    assert cache.owner(("team-b", "elsewhere")) is None  # another shard's
+    assert [c.kind for c in cache.children_of(("ns", "demo"))] == ["Deployment"]
+    assert ("Pod", None, "app.kubernetes.io/managed-by=kubellm") in client.calls

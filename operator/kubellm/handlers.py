@@ -12,21 +12,8 @@ from typing import Any
 import kopf
 
 from kubellm import GROUP, PLURAL, VERSION
+from kubellm.controller.runtime import WATCHED_KINDS
 from kubellm.k8s.client import KINDS
-
-CHILD_KINDS = (
-    "ControllerRevision",
-    "Deployment",
-    "LeaderWorkerSet",
-    "Service",
-    "HorizontalPodAutoscaler",
-    "PodDisruptionBudget",
-    "PodMonitor",
-    "HTTPRoute",
-    "ScaledObject",
-    "TriggerAuthentication",
-    "Pod",
-)
 
 
 def _owner_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -46,7 +33,7 @@ def _probe(*, memo: Any, **_: Any) -> str:
 def register(registry: kopf.OperatorRegistry) -> None:
     """Register every handler on `registry`."""
     kopf.on.event(GROUP, VERSION, PLURAL, id="llmdeployments", registry=registry)(_owner_event)
-    for kind_name in CHILD_KINDS:
+    for kind_name in WATCHED_KINDS:
         kind = KINDS[kind_name]
         group, _, version = kind.api_version.rpartition("/")
         # No label filter: a child someone unlabels must still reach the cache (which keeps

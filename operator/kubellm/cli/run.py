@@ -132,7 +132,16 @@ async def run_operator(args: argparse.Namespace) -> None:
             unavailable_grace=args.unavailable_grace_seconds,
             gpu_node_labels=args.gpu_node_labels,
         )
-        runtime = Runtime(reconciler, cache, client, args.resync_seconds, peering=peering)
+        runtime = Runtime(
+            reconciler,
+            cache,
+            client,
+            args.resync_seconds,
+            peering=peering,
+            namespaces=tuple(args.namespace),
+        )
+        if peering is None:
+            await runtime.sync()
         runtime.start()
         try:
             await kopf.operator(

@@ -108,11 +108,15 @@ class Cache:
         kind, namespace = scope
         listing = self.relisting.pop(scope, None)
         seen = listing.seen if listing else set()
+        return [
+            i for i in self.known(kind) if i not in seen and (not namespace or i[0] == namespace)
+        ]
+
+    def known(self, kind: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every object of `kind` the cache holds."""
         if kind == OWNER_KIND:
-            known = list(self.owners)
-        else:
-            known = [(ns, name) for k, ns, name in self.placed if k == kind]
-        return [i for i in known if i not in seen and (not namespace or i[0] == namespace)]
+            return list(self.owners)
+        return [(ns, name) for k, ns, name in self.placed if k == kind]
 
     def forget(self, kind: str, namespace: str, name: str) -> OwnerKey | None:
         """An object the API no longer has: drop it; returns the owner to reconcile."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fnmatch import fnmatch
 from typing import Any
 
 from kubellm import metrics
@@ -26,7 +27,22 @@ from kubellm.controller.leadership import Peering, paused_by_peers
 from kubellm.controller.queue import WorkQueue
 from kubellm.controller.reconcile import ReconcileError, Reconciler
 from kubellm.k8s.client import ApiError, KubeClient
+from kubellm.render.context import MANAGED_BY
 
+# Every kind the cache holds besides LLMDeployments: their children and pods.
+WATCHED_KINDS = (
+    "ControllerRevision",
+    "Deployment",
+    "LeaderWorkerSet",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "PodMonitor",
+    "HTTPRoute",
+    "ScaledObject",
+    "TriggerAuthentication",
+    "Pod",
+)
 CHILD_EVENT_DELAY = 0.5
 TICK_SECONDS = 1.0
 PEERING_SECONDS = 2.0
@@ -43,6 +59,7 @@ class Runtime:
     resync_seconds: float = 60.0
     workers: int = 16
     peering: Peering | None = None  # None: standalone, always leading
+    namespaces: tuple[str, ...] = ()  # names or patterns served (`kubellm run -n`); () for all
     queue: WorkQueue = field(default_factory=WorkQueue)
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -66,6 +83,37 @@ class Runtime:
             self.queue.add(key)
 
     # ------------------------------------------------------------------ tasks
+
+    async def sync(self) -> None:
+        """Read every kind the cache holds, once, before acting on it: a reconcile on a half
+        filled cache (a restart, a resumed replica) would take a child it has not heard of
+        yet for missing, or the canary's Ready pods for none."""
+        for kind in (OWNER_KIND, *WATCHED_KINDS):
+            selector = "" if kind == OWNER_KIND else f"{MANAGED_BY}=kubellm"
+            exact = not any(set(n) & set("*?[") for n in self.namespaces)
+            try:
+                found = [
+                    obj
+                    for namespace in (self.namespaces if exact and self.namespaces else [None])
+                    for obj in await self.client.list(kind, namespace, label_selector=selector)
+                    if self._served((obj.get("metadata") or {}).get("namespace") or "")
+                ]
+            except ApiError as error:
+                if error.status in (403, 404):  # not served (yet), or not ours to read
+                    continue
+                raise
+            listed = {
+                ((o.get("metadata") or {}).get("namespace") or "", o["metadata"]["name"])
+                for o in found
+            }
+            for obj in found:
+                self.cache.observe(kind, None, obj)
+            for namespace, name in self.cache.known(kind):
+                if (namespace, name) not in listed and self._served(namespace):
+                    self.cache.forget(kind, namespace, name)
+
+    def _served(self, namespace: str) -> bool:
+        return not self.namespaces or any(fnmatch(namespace, n) for n in self.namespaces)
 
     def start(self) -> None:
         if self.peering is None:
@@ -151,6 +199,7 @@ class Runtime:
             self.queue.clear()
         elif not paused and not self.leading.is_set():
             LOGGER.info("leading: reconciling every LLMDeployment")
+            await self.sync()  # what happened while paused, before acting on it
             self._lead(True)
             self._everything()
 

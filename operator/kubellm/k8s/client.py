@@ -238,13 +238,23 @@ class KubeClient:
         return await self._request("GET", KINDS[kind].path(namespace, name))
 
     async def list(
-        self, kind: str, namespace: str | None = None, field_selector: str = ""
+        self,
+        kind: str,
+        namespace: str | None = None,
+        field_selector: str = "",
+        label_selector: str = "",
     ) -> list[dict[str, Any]]:
-        """Objects of a kind, in one namespace or all of them."""
-        params = {"fieldSelector": field_selector} if field_selector else None
-        listing = await self._request("GET", KINDS[kind].collection(namespace), params=params)
+        """Objects of a kind, in one namespace or all of them (each with its `kind`)."""
+        params = {
+            k: v
+            for k, v in (("fieldSelector", field_selector), ("labelSelector", label_selector))
+            if v
+        }
+        listing = await self._request(
+            "GET", KINDS[kind].collection(namespace), params=params or None
+        )
         items: list[dict[str, Any]] = listing.get("items") or []
-        return items
+        return [{**item, "kind": kind} for item in items]
 
     async def served_group_versions(self) -> frozenset[str]:
         """Every `group/version` the API server serves (to skip optional kinds)."""
