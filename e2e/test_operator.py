@@ -99,6 +99,11 @@ def test_apply_to_ready_with_pods_on_h100_nodes(
     assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "PodMonitor"}
     events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
     assert "created ControllerRevision llama-" in events and "created Deployment llama-" in events
+    # Kopf posts nothing of its own ("Handler ... succeeded"): every Event is kubellm's.
+    ours = [
+        e for e in json.loads(events)["items"] if e["involvedObject"]["kind"] == "LLMDeployment"
+    ]
+    assert ours and {e["source"].get("component") for e in ours} == {"kubellm"}
 
 
 def test_get_llmd_columns(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:

@@ -110,6 +110,7 @@ class Runtime:
                 self.cache.observe(kind, None, obj)
             for namespace, name in self.cache.known(kind):
                 if (namespace, name) not in listed and self._served(namespace):
+                    LOGGER.info("gone while not watching: %s %s/%s", kind, namespace, name)
                     self.cache.forget(kind, namespace, name)
 
     def _served(self, namespace: str) -> bool:
@@ -244,6 +245,9 @@ class Runtime:
                     if error.status != 404:
                         raise
                     key = self.cache.forget(kind, namespace, name)
+                    LOGGER.info(
+                        "gone since the watch started over: %s %s/%s", kind, namespace, name
+                    )
                     if key is not None:
                         self.queue.add(key)
 
