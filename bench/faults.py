@@ -2,7 +2,9 @@
 
 Each fault of e2e/faults.py is injected `--rounds` times into a fresh, Ready LLMDeployment;
 each line reports the faults injected, how many converged, p50/p99 seconds to converge
-(from the end of the injection) and the stable's Ready pods lost at the worst moment.
+(from the end of the injection), and the Ready serving pods lost at the worst moment (a
+stable pod handed to a Ready canary pod is no loss; deleting the Deployment takes its pods
+with it, which is the fault itself, not the operator).
 
     python bench/faults.py --rounds 5
 """
@@ -13,6 +15,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,13 +26,17 @@ from conftest import fresh_namespace  # noqa: E402
 from faults import (  # noqa: E402
     GPU_FULL_SPEC,
     Outcome,
+    analysed_fleet,
     apiserver_restarted,
     canary_without_free_gpu,
     canary_without_node,
     child_deleted,
+    child_edited,
     deploy,
+    hand_edits,
     leader_paused,
     operator_killed_mid_rollout,
+    prometheus_down,
     spec_burst,
     stable_revision,
 )
@@ -69,11 +76,20 @@ class Bench:
                 outcome = apiserver_restarted(ns, NAME, self.operator)
                 self.operator.wait_healthy()
                 return outcome
+            for edit, command, reverted in hand_edits(ns, NAME):
+                if edit == fault:
+                    return child_edited(ns, NAME, fault, command, reverted)
             if fault == "spec-burst":
                 return spec_burst(ns, NAME)
             if fault == "canary-pending-no-node":
                 return canary_without_node(ns, NAME)
         raise ValueError(fault)
+
+    def blind(self) -> Outcome:
+        with fresh_namespace(PREFIX) as ns, tempfile.TemporaryDirectory() as workdir:
+            with analysed_fleet(Path(workdir)) as fleet:
+                outcome, _ = prometheus_down(ns, NAME, fleet)
+            return outcome
 
     def peered(self) -> Outcome:
         with fresh_namespace("bench-peer-") as ns:
@@ -95,6 +111,11 @@ FAULTS = (
     "delete-controllerrevision",
     "delete-podmonitor",
     "delete-horizontalpodautoscaler",
+    "edit-service-port",
+    "scale-deployment",
+    "set-image",
+    "remove-managed-by-label",
+    "edit-pdb",
     "sigkill-operator-mid-step",
     "restart-apiserver",
     "spec-burst",
@@ -132,7 +153,7 @@ def main() -> int:
     runs: list[tuple[str, Callable[[], Outcome]]] = [
         (fault, lambda fault=fault: bench.round(fault))
         for fault in FAULTS  # type: ignore[misc]
-    ] + [("pause-peered-leader", bench.peered)]
+    ] + [("prometheus-down", bench.blind), ("pause-peered-leader", bench.peered)]
     try:
         for fault, run in runs:
             if args.fault and fault not in args.fault:

@@ -24,6 +24,8 @@ from typing import Any
 
 from conftest import ROOT, KubectlError, run_kubectl
 from operator_process import OperatorProcess
+from prometheus import prometheus_binary
+from rollout_harness import Fleet, RolloutPrometheus
 from test_operator import get, llmd
 
 STATE = ROOT / "e2e" / ".cluster"
@@ -192,6 +194,41 @@ def child_edited(
         lambda: reverted() and settled(namespace, name),
         timeout=30,
     )
+
+
+def hand_edits(namespace: str, name: str) -> list[tuple[str, list[str], Callable[[], bool]]]:
+    """(fault, kubectl command, reverted?) for each edit a user could make to a child."""
+    workload = f"{name}-{stable_revision(namespace, name)}"
+
+    def port() -> bool:
+        return [p["port"] for p in get("service", name, namespace)["spec"]["ports"]] == [8000]
+
+    def replicas() -> bool:
+        return bool(get("deployment", workload, namespace)["spec"]["replicas"] == 2)
+
+    def image() -> bool:
+        template = get("deployment", workload, namespace)["spec"]["template"]
+        return str(template["spec"]["containers"][0]["image"]).startswith("vllm/vllm-openai")
+
+    def labelled() -> bool:
+        labels = get("deployment", workload, namespace)["metadata"]["labels"]
+        return bool(labels.get("app.kubernetes.io/managed-by") == "kubellm")
+
+    def pdb() -> bool:
+        return bool(get("pdb", name, namespace)["spec"].get("maxUnavailable") == 1)
+
+    return [
+        # A list item's key changes: server-side apply alone cannot take it back.
+        ("edit-service-port", ["patch", "service", name, "--type=json", "-p",
+          '[{"op":"replace","path":"/spec/ports/0/port","value":9999}]'], port),
+        ("scale-deployment", ["scale", "deployment", workload, "--replicas=5"], replicas),
+        ("set-image", ["set", "image", f"deployment/{workload}", "engine=busybox:1"], image),
+        # Out of the operator's watch (its label selector) until it is put back.
+        ("remove-managed-by-label", ["label", "deployment", workload,
+          "app.kubernetes.io/managed-by-"], labelled),
+        ("edit-pdb", ["patch", "pdb", name, "--type=merge", "-p",
+          '{"spec":{"maxUnavailable":3}}'], pdb),
+    ]  # fmt: skip
 
 
 # ------------------------------------------------------------------- processes
@@ -385,3 +422,75 @@ def canary_without_free_gpu(namespace: str, name: str) -> Outcome:
         finished,
         timeout=120,
     )
+
+
+# ------------------------------------------------------------------- Prometheus
+
+
+@contextmanager
+def analysed_fleet(workdir: Path) -> Iterator[Fleet]:
+    """A real Prometheus and one engine simulator per live revision (e2e/rollout_harness)."""
+    server = RolloutPrometheus(workdir, prometheus_binary())
+    try:
+        server.wait_ready()
+        fleet = Fleet(server)
+        try:
+            yield fleet
+        finally:
+            fleet.close()
+    finally:
+        server.stop()
+
+
+def prometheus_down(namespace: str, name: str, fleet: Fleet) -> tuple[Outcome, dict[str, Any]]:
+    """Prometheus goes away mid-step: analyses are inconclusive, never failures, and after
+    `inconclusiveLimit` of them the rollout waits for a human (converged = paused, nothing
+    rolled back); Prometheus back and `kubellm promote`, the rollout completes."""
+    analysis = {
+        "prometheusUrl": fleet.prometheus.url,
+        "interval": "5s",
+        "minRequests": 5,
+        "maxErrorRate": 0.1,
+        "inconclusiveLimit": 2,
+    }
+    rollout = {
+        "canary": {"steps": [{"weight": 50, "pause": {"duration": "5s"}}], "analysis": analysis}
+    }
+    with fleet.track(namespace, name):
+        deploy(namespace, name, replicas=4, rollout=rollout)
+        apply(
+            namespace,
+            name,
+            replicas=4,
+            rollout=rollout,
+            engine={"type": "vllm", "maxContextLength": 4096},
+        )
+        at_step = wait(lambda: _rollout(namespace, name).get("canaryWeight") == 50, 90)
+        assert at_step is not None, _rollout(namespace, name)
+
+        def halted() -> dict[str, Any] | None:
+            obj = get("llmd", name, namespace)
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            reasons = {c["type"]: c["reason"] for c in conditions}
+            return obj if reasons.get("Progressing") == "AnalysisInconclusive" else None
+
+        outcome = measure(
+            "prometheus-down", namespace, name, fleet.prometheus.down, halted, timeout=90
+        )
+        paused = get("llmd", name, namespace)
+        fleet.prometheus.up()
+        run_kubectl("annotate", "--overwrite", f"llmd/{name}", "-n", namespace,
+                    f"kubellm.io/promote={_token(paused)}")  # fmt: skip
+        done = wait(lambda: settled(namespace, name), 120)
+        assert done is not None, get("llmd", name, namespace).get("status")
+    return outcome, paused
+
+
+def _rollout(namespace: str, name: str) -> dict[str, Any]:
+    return ((get("llmd", name, namespace).get("status") or {}).get("rollout")) or {}
+
+
+def _token(obj: dict[str, Any]) -> str:
+    """What `kubellm promote` writes: this rollout, this step."""
+    rollout = obj["status"]["rollout"]
+    return f"{rollout['canaryRevision']}@{rollout['startedAt']}#{rollout.get('currentStep') or 0}"

@@ -67,19 +67,26 @@ class RolloutPrometheus(Prometheus):
         self.targets: list[ScrapeTarget] = []
         self._write()
         self.log = (workdir / "prometheus.log").open("w")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={self.config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=1h",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.argv = [
+            binary,
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=1h",
+        ]
+        self.process = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT)
         self.lock = threading.Lock()
+
+    def down(self) -> None:
+        """Prometheus goes away (an outage): queries are refused until `up()`."""
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def up(self) -> None:
+        """Back on the same address, with the data it had."""
+        self.process = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_ready()
 
     def _write(self) -> None:
         jobs = [

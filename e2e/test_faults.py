@@ -8,7 +8,7 @@ once a minute, so what converges does so on watch events, not on a timer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from conftest import fresh_namespace, poll
 from faults import (
     GPU_FULL_SPEC,
     Outcome,
+    analysed_fleet,
     apiserver_restarted,
     apply,
     canary_without_free_gpu,
@@ -25,8 +26,10 @@ from faults import (
     child_edited,
     deploy,
     get,
+    hand_edits,
     leader_paused,
     operator_killed_mid_rollout,
+    prometheus_down,
     settled,
     spec_burst,
     stable_revision,
@@ -92,45 +95,11 @@ def test_a_deleted_child_is_back_within_ten_seconds(ns: str, kind: str, child: s
 
 def test_edits_by_hand_are_reverted(ns: str) -> None:
     deploy(ns, NAME)
-    revision = stable_revision(ns, NAME)
-    workload = f"{NAME}-{revision}"
-
-    def port() -> bool:
-        ports = get("service", NAME, ns)["spec"]["ports"]
-        return [p["port"] for p in ports] == [8000]
-
-    def replicas() -> bool:
-        return get("deployment", workload, ns)["spec"]["replicas"] == 2
-
-    def image() -> bool:
-        container = get("deployment", workload, ns)["spec"]["template"]["spec"]["containers"][0]
-        return str(container["image"]).startswith("vllm/vllm-openai")
-
-    def labelled() -> bool:
-        labels = get("deployment", workload, ns)["metadata"]["labels"]
-        return labels.get("app.kubernetes.io/managed-by") == "kubellm"
-
-    def pdb() -> bool:
-        return get("pdb", NAME, ns)["spec"].get("maxUnavailable") == 1
-
-    edits: list[tuple[str, list[str], Callable[[], bool]]] = [
-        # A list item's key changes: server-side apply alone cannot take it back.
-        ("edit-service-port", ["patch", "service", NAME, "--type=json", "-p",
-          '[{"op":"replace","path":"/spec/ports/0/port","value":9999}]'], port),
-        ("scale-deployment", ["scale", "deployment", workload, "--replicas=5"], replicas),
-        ("set-image", ["set", "image", f"deployment/{workload}", "engine=busybox:1"], image),
-        # Out of the operator's watch (its label selector) until it is put back.
-        ("remove-managed-by-label", ["label", "deployment", workload,
-          "app.kubernetes.io/managed-by-"], labelled),
-        ("edit-pdb", ["patch", "pdb", NAME, "--type=merge", "-p",
-          '{"spec":{"maxUnavailable":3}}'], pdb),
-    ]  # fmt: skip
-    for fault, command, reverted in edits:
+    workload = f"{NAME}-{stable_revision(ns, NAME)}"
+    for fault, command, reverted in hand_edits(ns, NAME):
         report(child_edited(ns, NAME, fault, command, reverted))
-    assert (
-        get("deployment", workload, ns)["spec"]["template"]["spec"]["containers"][0]["image"]
-        != "busybox:1"
-    )
+    container = get("deployment", workload, ns)["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] != "busybox:1"
 
 
 # -------------------------------------------------------------- processes, server
@@ -221,3 +190,21 @@ def test_pending_canary_pods_say_why_in_the_status(ns: str) -> None:
 
     message = poll(explained, timeout=30, message="the scheduler's reason in the status")
     assert "0/1 new pods Ready (1 pending" in message
+
+
+def test_prometheus_down_pauses_the_canary_and_never_rolls_it_back(ns: str, tmp_path: Path) -> None:
+    with analysed_fleet(tmp_path) as fleet:
+        outcome, paused = prometheus_down(ns, NAME, fleet)
+        assert not fleet.errors, fleet.errors
+    report(outcome)
+    assert outcome.stable_lost == 0, outcome
+    status = paused["status"]
+    assert not status.get("history"), status  # nothing was rolled back
+    assert (
+        status["rollout"]["paused"]
+        and "paused until `kubellm promote`" in status["rollout"]["message"]
+    )
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "False", degraded
+    final = get("llmd", NAME, ns)["status"]
+    assert final["history"][0]["result"] == "Succeeded"

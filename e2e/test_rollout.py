@@ -178,8 +178,8 @@ def wait_step(name: str, namespace: str, weight: int, timeout: float = 60) -> di
     def at_step() -> dict[str, Any] | None:
         obj = get("llmd", name, namespace)
         rollout = rollout_of(obj)
-        ready = "waiting for canary pods" not in rollout.get("message", "")
-        return obj if rollout.get("canaryWeight") == weight and ready else None
+        # canaryWeight is the share Ready pods really serve: at `weight`, the step's pods are up
+        return obj if rollout.get("canaryWeight") == weight else None
 
     result: dict[str, Any] = poll(at_step, timeout=timeout, message=f"{name} at {weight}%")
     return result
