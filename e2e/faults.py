@@ -478,7 +478,8 @@ def prometheus_down(namespace: str, name: str, fleet: Fleet) -> tuple[Outcome, d
             "prometheus-down", namespace, name, fleet.prometheus.down, halted, timeout=90
         )
         paused = get("llmd", name, namespace)
-        fleet.prometheus.up()
+        fleet.prometheus.up()  # it reads the scrape targets the fleet wrote meanwhile
+        fleet.errors.clear()  # reloads refused during the outage
         run_kubectl("annotate", "--overwrite", f"llmd/{name}", "-n", namespace,
                     f"kubellm.io/promote={_token(paused)}")  # fmt: skip
         done = wait(lambda: settled(namespace, name), 120)
