@@ -21,7 +21,13 @@ import aiohttp
 from pydantic import ValidationError
 
 from kubellm import GROUP, KIND, VERSION, metrics
-from kubellm.api.models import AnalysisStatus, GpuNodeLabels, LLMDeploymentStatus, RevisionStatus
+from kubellm.api.models import (
+    AnalysisStatus,
+    GpuNodeLabels,
+    LLMDeploymentSpec,
+    LLMDeploymentStatus,
+    RevisionStatus,
+)
 from kubellm.controller.cache import Cache, OwnerKey
 from kubellm.controller.children import (
     APPLIED_HASH,
@@ -163,7 +169,7 @@ class Reconciler:
             return STALE_RETRY_SECONDS
         now = self.clock()
         previous = _status_of(body)
-        children = [c for c in self.cache.children_of(key)]
+        children = self.cache.children_of(key)
         pods = self.cache.pods_of(key)
         try:
             resolved = resolve(body)
@@ -257,6 +263,7 @@ class Reconciler:
                 )
                 continue
             values = known_values(spec_literals(resolved.spec))
+            spec: LLMDeploymentSpec | None
             try:
                 spec = restore(
                     stored, resolved.spec, {**values, **self.harvested.get((uid, revision), {})}
@@ -289,7 +296,7 @@ class Reconciler:
         resolved: Resolved,
         values: Mapping[str, str],
         children: Sequence[Child],
-    ) -> Any:
+    ) -> LLMDeploymentSpec | None:
         """Values the spec no longer holds, read once from the revision's own workload."""
         workload = next(
             (c for c in children if c.kind in WORKLOAD_KINDS and c.revision == revision), None
@@ -648,8 +655,6 @@ class Reconciler:
         else:
             reason = "Forbidden" if error.status == 403 else "ReconcileFailed"
             failure = replace(observation, previous=status, degraded=(reason, str(refused)))
-        name = (body.get("metadata") or {}).get("name")
-        LOGGER.warning("reconcile of %s failed: %s", name, refused)
         failed = compose(failure)
         try:
             if await self._write_status(body, status, failed, written) is not None:

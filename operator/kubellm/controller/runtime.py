@@ -146,18 +146,20 @@ class Runtime:
             started = time.monotonic()
             try:
                 after = await self.reconciler.reconcile(key)
-            except ReconcileError:
-                metrics.RECONCILES.labels("error").inc()
-                metrics.RECONCILE_ERRORS.inc()
-                self.queue.done(key, failed=True)
-            except Exception as error:  # a bug or an API outage: back off, say it once
+            except Exception as error:  # reported in the status, or a bug or an API outage
                 metrics.RECONCILES.labels("error").inc()
                 metrics.RECONCILE_ERRORS.inc()
                 backoff = self.queue.done(key, failed=True)
                 text = f"{type(error).__name__}: {error}"
-                if self._last_error.get(key) != text:
+                if self._last_error.get(key) != text:  # said once, not at every retry
                     self._last_error[key] = text
-                    LOGGER.exception("reconcile of %s/%s failed; retrying in %ss", *key, backoff)
+                    LOGGER.warning(
+                        "reconcile of %s/%s failed, retrying in %ss: %s",
+                        *key,
+                        backoff,
+                        text,
+                        exc_info=not isinstance(error, ReconcileError),
+                    )
             else:
                 metrics.RECONCILES.labels("success").inc()
                 self._last_error.pop(key, None)
