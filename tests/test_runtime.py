@@ -165,3 +165,16 @@ def test_sync_fills_the_cache_before_any_reconcile_and_drops_what_is_gone() -> N
     assert cache.owner(("team-b", "elsewhere")) is None  # another shard's
     assert [c.kind for c in cache.children_of(("ns", "demo"))] == ["Deployment"]
     assert ("Pod", None, "app.kubernetes.io/managed-by=kubellm") in client.calls
+
+
+def test_a_kind_whose_relisting_found_nothing_is_swept_with_the_owners_listing() -> None:
+    """An API server restart while the only Service was deleted: its watch lists nothing."""
+    clock = Clock()
+    cache = Cache(clock=clock, per_namespace=True)
+    cache.observe("LLMDeployment", "ADDED", body("LLMDeployment", "demo"))
+    cache.observe("Service", "ADDED", body("Service", "demo"))
+    clock.now = 100
+    cache.observe("LLMDeployment", None, body("LLMDeployment", "demo"))  # watches start over
+    clock.now = 103
+    assert ("Service", "ns") in cache.relists_due()
+    assert cache.unseen(("Service", "ns")) == [("ns", "demo")]

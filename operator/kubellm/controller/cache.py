@@ -89,11 +89,19 @@ class Cache:
             (self.pods if kind == POD_KIND else self.children).pop(key, None)
 
     def _track_listing(self, kind: str, event: str | None, ident: tuple[str, str]) -> None:
-        scope = (kind, ident[0] if self.per_namespace else "")
+        namespace = ident[0] if self.per_namespace else ""
+        scope = (kind, namespace)
         if event is not None:
             if scope in self.relisting:
                 self.relisting[scope].seen.add(ident)
             return
+        if kind == OWNER_KIND:
+            # A listing that finds nothing says nothing, so a kind whose objects were all
+            # deleted while its watch was down would never be swept: the owners' listing
+            # (there is one whenever there is anything to reconcile) stands for every kind.
+            kinds = {k for k, ns, _ in self.placed if not namespace or ns == namespace}
+            for other in kinds:
+                self.relisting.setdefault((other, namespace), _Listing(self.clock()))
         listing = self.relisting.setdefault(scope, _Listing(self.clock()))
         listing.seen.add(ident)
 
