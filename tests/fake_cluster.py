@@ -301,7 +301,9 @@ class Controllers:
         uid = deployment["metadata"]["uid"]
         return [o for o in self.api.objects.values() if o["kind"] == "Pod" and _owned_by(o, uid)]
 
-    def step(self) -> None:
+    def step(self, report: bool = True) -> None:
+        """One round of the controllers; `report=False` leaves every Deployment's status as it
+        was (the ReplicaSet controller lagging behind the pods it just changed)."""
         deployments = [o for o in self.api.objects.values() if o["kind"] == "Deployment"]
         for deployment in deployments:
             self._scale(deployment)
@@ -313,7 +315,7 @@ class Controllers:
             key=lambda p: p["metadata"]["name"],
         ):
             used = self._kubelet(pod, used)
-        for deployment in deployments:
+        for deployment in deployments if report else ():
             self._report(deployment)
 
     def _scale(self, deployment: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubellm.controller.drift import foreign, live_digest
-from kubellm.render.context import ENGINE, INSTANCE, REVISION, REVISION_SPEC
+from kubellm.render.context import ENGINE, INSTANCE, REVISION, REVISION_SPEC, SERVING
 from kubellm.rollout.pods import PodInfo
 
 APPLIED_HASH = "kubellm.io/applied-hash"
@@ -115,4 +115,5 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
             int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or []
         ),
         deleting=bool(meta.get("deletionTimestamp")),
+        serving=(meta.get("labels") or {}).get(SERVING) == "true",
     )

@@ -339,13 +339,7 @@ class Reconciler:
             desired_engine=resolved.engine.name,
             total_replicas=resolved.spec.replicas,
             live=tuple(
-                LiveRevision(
-                    revision=w.revision or "",
-                    engine=w.engine or resolved.engine.name,
-                    replicas=w.replicas,
-                    ready_replicas=w.ready_replicas,
-                    pods=summarize_pods(pods, w.revision or "", resource),
-                )
+                _live_revision(w, summarize_pods(pods, w.revision or "", resource), resolved)
                 for w in workloads
                 if not w.deleting
             ),
@@ -767,6 +761,19 @@ def _refused(previous: LLMDeploymentStatus, generation: int) -> tuple[str, ...]:
     if valid and valid.reason == REFUSED and valid.observed_generation == generation:
         return tuple(valid.message.split("; "))
     return ()
+
+
+def _live_revision(workload: Child, pods: RevisionPods, resolved: Resolved) -> LiveRevision:
+    """A workload as the planner sees it. Its Ready count is the lowest of what its status
+    says, what it is scaled to and the Ready serving pods the watch shows: a status lags a
+    scale-down, and the stable gives up, or a draining revision keeps, pods by this count."""
+    return LiveRevision(
+        revision=workload.revision or "",
+        engine=workload.engine or resolved.engine.name,
+        replicas=workload.replicas,
+        ready_replicas=min(workload.ready_replicas, workload.replicas, pods.serving_ready),
+        pods=pods,
+    )
 
 
 def _selector(name: str) -> str:

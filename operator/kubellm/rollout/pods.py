@@ -37,6 +37,7 @@ class PodInfo:
     waiting_message: str | None = None
     restarts: int = 0
     deleting: bool = False
+    serving: bool = True  # answers HTTP (not a LeaderWorkerSet worker)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class RevisionPods:
 
     total: int = 0
     ready: int = 0
+    serving_ready: int = 0  # Ready pods that answer HTTP: one per Ready replica at most
     pending: int = 0  # not placed on a node
     gpu_starved: int = 0  # not placed only for lack of free GPUs
     loading: int = 0  # placed and not failing, not Ready yet: the engine is loading
@@ -58,6 +60,7 @@ class RevisionPods:
         return RevisionPods(
             total=self.total + other.total,
             ready=self.ready + other.ready,
+            serving_ready=self.serving_ready + other.serving_ready,
             pending=self.pending + other.pending,
             gpu_starved=self.gpu_starved + other.gpu_starved,
             loading=self.loading + other.loading,
@@ -75,7 +78,7 @@ def lacks_gpus(message: str, resource: str) -> bool:
 
 def summarize_pods(pods: Iterable[PodInfo], revision: str, gpu_resource: str) -> RevisionPods:
     """Count one revision's pods (pods on their way out are not counted)."""
-    total = ready = pending = starved = loading = failing = 0
+    total = ready = serving_ready = pending = starved = loading = failing = 0
     pending_message = failing_reason = failing_message = None
     for pod in pods:
         if pod.revision != revision or pod.deleting:
@@ -83,6 +86,7 @@ def summarize_pods(pods: Iterable[PodInfo], revision: str, gpu_resource: str) ->
         total += 1
         if pod.ready_since:
             ready += 1
+            serving_ready += pod.serving
         elif pod.waiting in FAILING_REASONS:
             failing += 1
             failing_reason = failing_reason or pod.waiting
@@ -97,6 +101,7 @@ def summarize_pods(pods: Iterable[PodInfo], revision: str, gpu_resource: str) ->
     return RevisionPods(
         total=total,
         ready=ready,
+        serving_ready=serving_ready,
         pending=pending,
         gpu_starved=starved,
         loading=loading,
