@@ -23,7 +23,7 @@ from kubellm.controller.cache import Cache
 from kubellm.controller.leadership import Peering
 from kubellm.controller.reconcile import Reconciler
 from kubellm.controller.runtime import Runtime
-from kubellm.handlers import register
+from kubellm.handlers import configure, register
 from kubellm.k8s.client import KubeClient
 from kubellm.metrics import REGISTRY
 
@@ -85,6 +85,7 @@ def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
     # A replica that dies without saying goodbye (SIGKILL, a lost node) holds the lead until
     # its keep-alive expires: 20 s, renewed every 10-15 s, instead of Kopf's 60 s.
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
+    configure(settings)
     return settings
 
 

@@ -47,21 +47,35 @@ class Cache:
     relisting: dict[str, _Listing] = field(default_factory=dict)
     # where each object was filed, to move or drop it when its owner label changes
     placed: dict[tuple[str, str, str], OwnerKey] = field(default_factory=dict)
+    # per owner, a number that grows with every event about it or its children and pods
+    versions: defaultdict[OwnerKey, int] = field(default_factory=lambda: defaultdict(int))
 
     def observe(self, kind: str, event: str | None, body: Mapping[str, Any]) -> OwnerKey | None:
         """Take one watch event (type None: part of a listing); returns the owner it concerns."""
+        key = self._observe(kind, event, body)
+        if key is not None:
+            self.versions[key] += 1
+        return key
+
+    def version(self, key: OwnerKey) -> int:
+        """Unchanged while no event concerned the owner: what a reconcile reads is the same."""
+        return self.versions.get(key, 0)
+
+    def _observe(self, kind: str, event: str | None, body: Mapping[str, Any]) -> OwnerKey | None:
         meta = body.get("metadata") or {}
         ident = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         self._track_listing(kind, event, ident)
         if kind == OWNER_KIND:
             if event == "DELETED":
                 self.owners.pop(ident, None)
+                self.versions.pop(ident, None)
             else:
-                self.owners[ident] = body
+                self.owners[ident] = _lean(body)
             return ident
         previous = self.placed.pop((kind, *ident), None)
         if previous is not None:
             self._drop(kind, ident, previous)
+            self.versions[previous] += 1
         key = owner_key(body)
         if key is None or event == "DELETED":
             return key or previous
@@ -106,10 +120,12 @@ class Cache:
         """An object the API no longer has: drop it; returns the owner to reconcile."""
         if kind == OWNER_KIND:
             self.owners.pop((namespace, name), None)
+            self.versions.pop((namespace, name), None)
             return (namespace, name)
         owner = self.placed.pop((kind, namespace, name), None)
         if owner is not None:
             self._drop(kind, (namespace, name), owner)
+            self.versions[owner] += 1
         return owner
 
     def owner(self, key: OwnerKey) -> Mapping[str, Any] | None:
@@ -120,3 +136,18 @@ class Cache:
 
     def pods_of(self, key: OwnerKey) -> list[PodInfo]:
         return list(self.pods.get(key, {}).values())
+
+
+_UNREAD_METADATA = ("managedFields", "ownerReferences")
+_UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def _lean(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The owner as a reconcile reads it: without what no reconcile reads and costs memory
+    for every object (field managers, kubectl's copy of the whole last-applied object)."""
+    meta = body.get("metadata") or {}
+    lean = {k: v for k, v in meta.items() if k not in _UNREAD_METADATA}
+    annotations = meta.get("annotations")
+    if annotations and any(a in annotations for a in _UNREAD_ANNOTATIONS):
+        lean["annotations"] = {k: v for k, v in annotations.items() if k not in _UNREAD_ANNOTATIONS}
+    return {**body, "metadata": lean}

@@ -29,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kubellm import FIELD_MANAGER
+from kubellm.controller.memo import Memo
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
 _SUFFIX = {
@@ -73,8 +74,17 @@ def normalize(value: Any) -> Any:
 
 
 def digest(obj: Any) -> str:
+    """Remembered by content: each reconcile digests every child it renders, each watch
+    event the child it shows, mostly as they were last time."""
+    return _DIGESTS.get(obj, lambda: _digest(obj))
+
+
+def _digest(obj: Any) -> str:
     canonical = json.dumps(normalize(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+_DIGESTS: Memo[str] = Memo(1 << 16)
 
 
 def desired_digest(obj: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ Every failure ends as a condition and one Event; the caller backs off.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ from kubellm.controller.children import (
 )
 from kubellm.controller.drift import desired_digest, overlay
 from kubellm.controller.expectations import Expectations
+from kubellm.controller.memo import Memo
 from kubellm.k8s.client import ApiError
 from kubellm.k8s.prometheus import credentials_or_error, run_analysis
 from kubellm.render import InvalidSpecError, RenderContext, render_children, resolve
@@ -61,6 +63,7 @@ from kubellm.status import (
     UNAVAILABLE_GRACE_SECONDS,
     Observation,
     compose,
+    progress_only,
     sizing_status,
     unavailable_in,
 )
@@ -70,6 +73,13 @@ ABORT = f"{GROUP}/abort"
 REFUSED = "RefusedByAPIServer"
 STALE_RETRY_SECONDS = 0.5
 STALE_TTL_SECONDS = 30.0
+# A status that only tells how far pods have come waits this long after the last status
+# write (it is written with the next real change, or when the time is up).
+STATUS_BATCH_SECONDS = 10.0
+# A look that finds nothing changed since a reconcile that wrote nothing is skipped; a full
+# reconcile still runs at least this often.
+FULL_LOOK_SECONDS = 600.0
+RESOLUTIONS_KEPT = 1024
 LOGGER = logging.getLogger("kubellm.reconcile")
 
 
@@ -144,19 +154,30 @@ class Reconciler:
     # (uid, revision) -> values a redacted snapshot points to, read from the live workload
     harvested: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     gpu_node_labels: GpuNodeLabels = "nvidia"  # `kubellm run --gpu-node-labels`
+    # resolved specs by content: a reconcile resolves the spec, and every revision it runs
+    resolutions: Memo[Resolved] = field(default_factory=lambda: Memo(RESOLUTIONS_KEPT))
+    status_written_at: dict[str, float] = field(default_factory=dict)  # uid -> monotonic
+    # owner -> (what it read: cache version, APIs; look again fully by then (monotonic))
+    quiet: dict[OwnerKey, tuple[tuple[int, frozenset[str]], float]] = field(default_factory=dict)
 
-    def saw(self, body: Mapping[str, Any]) -> None:
-        """The watch delivered this version of an LLMDeployment."""
+    def saw(self, body: Mapping[str, Any]) -> bool:
+        """The watch delivered this version of an LLMDeployment; True when it is the echo of
+        our own last status write, which tells nothing the reconcile that wrote it did not
+        know (that reconcile already asked for its next look)."""
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or "")
         if uid in self.written and self.written[uid][0] == meta.get("resourceVersion"):
             del self.written[uid]
+            return True
+        return False
 
     def forget(self, key: OwnerKey, uid: str | None = None) -> None:
         self.expectations.pop(key, None)
+        self.quiet.pop(key, None)
         if uid:
             self.written.pop(uid, None)
             self.handled.pop(uid, None)
+            self.status_written_at.pop(uid, None)
             for harvested in [k for k in self.harvested if k[0] == uid]:
                 del self.harvested[harvested]
         metrics.forget(*key)
@@ -176,12 +197,19 @@ class Reconciler:
         uid, generation = str(meta.get("uid") or ""), int(meta.get("generation") or 0)
         if self._stale(uid, meta.get("resourceVersion"), generation):
             return STALE_RETRY_SECONDS
+        read = (self.cache.version(key), self.apis)
+        quiet = self.quiet.pop(key, None)
+        if quiet is not None and quiet[0] == read and self.monotonic() < quiet[1]:
+            # nothing new since a reconcile that wrote nothing: this one would write nothing
+            self.quiet[key] = quiet
+            metrics.RECONCILES_UNCHANGED.inc()
+            return quiet[1] - self.monotonic()
         now = self.clock()
         previous = _status_of(body)
         children = [c for c in self.cache.children_of(key)]
         pods = self.cache.pods_of(key)
         try:
-            resolved = resolve(body)
+            resolved = self._resolve(body)
             rebuilt = await self._rebuild(body, resolved, previous, children)
             decision = await self._plan(body, resolved, rebuilt, previous, children, pods, now)
             ctx = RenderContext(
@@ -209,7 +237,9 @@ class Reconciler:
         if refused:  # keep saying so until an apply goes through
             observation = replace(observation, spec_problems=refused, spec_reason=REFUSED)
         status = compose(observation)
-        written = await self._write_status(body, previous, status)
+        held = None if refused else self._hold_status(uid, previous, status)
+        version = str(meta.get("resourceVersion") or "")
+        written = version if held else await self._write_status(body, previous, status)
         if written is None:
             return STALE_RETRY_SECONDS  # the object changed since it was read: plan again
         self.handled[uid] = max(generation, self.handled.get(uid, 0))
@@ -217,7 +247,7 @@ class Reconciler:
             await self._event(body, event.type, event.reason, event.message)
         await self._report_transitions(body, previous, status)
         try:
-            await self._converge(key, body, desired, children, rebuilt)
+            changed = await self._converge(key, body, desired, children, rebuilt)
         except ChildRefusedError as error:
             await self._failed(body, observation, status, written, error)
             raise ReconcileError(str(error)) from error
@@ -226,7 +256,27 @@ class Reconciler:
             await self._write_status(body, status, accepted, written)
             status = accepted
         self._export(key, status, resolved, decision)
-        return self._requeue(key, decision, status, now)
+        after = self._requeue(key, decision, status, now, held)
+        if not (changed or held or refused or decision.events or written != version):
+            self.quiet[key] = (read, self.monotonic() + min(after or math.inf, FULL_LOOK_SECONDS))
+        return after
+
+    def _hold_status(
+        self, uid: str, previous: LLMDeploymentStatus, status: LLMDeploymentStatus
+    ) -> float | None:
+        """Seconds to hold back a status that only tells how far pods have come (None: write
+        it now): at most one such write per `STATUS_BATCH_SECONDS`."""
+        if not progress_only(previous, status):
+            return None
+        left = self.status_written_at.get(uid, -math.inf) + STATUS_BATCH_SECONDS
+        left -= self.monotonic()
+        return left if left > 0 else None
+
+    def _resolve(self, body: Mapping[str, Any]) -> Resolved:
+        """`resolve`, remembered by what it reads (the owner's identity and its spec)."""
+        owner = owner_of(body)
+        inputs = [owner.namespace, owner.name, owner.uid, owner.generation, body.get("spec")]
+        return self.resolutions.get(inputs, lambda: resolve(body))
 
     def _stale(self, uid: str, resource_version: str | None, generation: int) -> bool:
         """A body older than our own last status write, or than a generation handled."""
@@ -286,7 +336,7 @@ class Reconciler:
                 )
                 continue
             try:
-                other = resolve(
+                other = self._resolve(
                     {**body, "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True)}
                 )
             except InvalidSpecError as invalid:
@@ -480,8 +530,9 @@ class Reconciler:
         desired: Sequence[dict[str, Any]],
         children: Sequence[Child],
         rebuilt: Rebuilt,
-    ) -> None:
-        """Apply what is missing, changed or drifted; delete what is no longer wanted."""
+    ) -> bool:
+        """Apply what is missing, changed or drifted; delete what is no longer wanted.
+        Returns whether it wrote anything."""
         expect = self.expectations.setdefault(key, Expectations())
         live = {c.key: c for c in children}
         now = self.monotonic()
@@ -536,6 +587,7 @@ class Reconciler:
         expect.forget_gone(set(live))
         if done:
             await self._event(body, "Normal", "Applied", "; ".join(done))
+        return bool(done)
 
     async def _repair(self, desired: Mapping[str, Any]) -> None:
         """Someone else holds part of this child, which an apply cannot take back: replace it
@@ -585,7 +637,9 @@ class Reconciler:
                 return None
             raise
         written = str((answer.get("metadata") or {}).get("resourceVersion") or "")
-        self.written[str(meta.get("uid") or "")] = (written, self.monotonic())
+        uid = str(meta.get("uid") or "")
+        self.written[uid] = (written, self.monotonic())
+        self.status_written_at[uid] = self.monotonic()
         return written
 
     async def _refuse(
@@ -717,11 +771,21 @@ class Reconciler:
     # -------------------------------------------------------------------- timing
 
     def _requeue(
-        self, key: OwnerKey, decision: Plan, status: LLMDeploymentStatus, now: datetime
+        self,
+        key: OwnerKey,
+        decision: Plan,
+        status: LLMDeploymentStatus,
+        now: datetime,
+        held: float | None = None,
     ) -> float | None:
         """When this object needs a look regardless of events: a rollout timer, the grace
-        period of unready pods, or our own writes the watch has not shown yet."""
-        due = [decision.requeue_after, unavailable_in(status, rfc3339(now), self.unavailable_grace)]
+        period of unready pods, a status held back, or our own writes the watch has not
+        shown yet."""
+        due = [
+            decision.requeue_after,
+            unavailable_in(status, rfc3339(now), self.unavailable_grace),
+            held,
+        ]
         expect = self.expectations.get(key)
         if expect is not None and (expect.applied or expect.deleted):
             due.append(expect.ttl)
