@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=300.0,
         help="serving pods Ready=False this long (not loading) turn the object Degraded",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=32,
+        help="LLMDeployments reconciled at once (each writes its children at once)",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--peering", default="kubellm", help="Kopf peering object name")
     parser.add_argument(
@@ -128,7 +134,9 @@ async def run_operator(args: argparse.Namespace) -> None:
             unavailable_grace=args.unavailable_grace_seconds,
             gpu_node_labels=args.gpu_node_labels,
         )
-        runtime = Runtime(reconciler, cache, client, args.resync_seconds, peering=peering)
+        runtime = Runtime(
+            reconciler, cache, client, args.resync_seconds, workers=args.workers, peering=peering
+        )
         runtime.start()
         try:
             await kopf.operator(

@@ -10,10 +10,11 @@ Every failure ends as a condition and one Event; the caller backs off.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -536,15 +537,36 @@ class Reconciler:
         expect = self.expectations.setdefault(key, Expectations())
         live = {c.key: c for c in children}
         now = self.monotonic()
-        done: list[str] = []
-        for obj in desired:
+
+        async def apply(obj: dict[str, Any], child: Child | None, wanted: str) -> str:
             meta = obj["metadata"]
-            ckey = (obj["kind"], meta.get("namespace", ""), meta["name"])
+            try:
+                if child is not None and child.foreign:
+                    await self._repair(obj)
+                answer = await self.api.apply(obj)
+            except ApiError as error:
+                raise ChildRefusedError(obj["kind"], meta["name"], error) from error
+            expect.record_apply(_key_of(obj), wanted, summarize(answer), now)
+            metrics.CHILDREN_APPLIED.labels(obj["kind"]).inc()
+            verb = "created" if child is None else "repaired" if child.foreign else "updated"
+            return f"{verb} {obj['kind']} {meta['name']}"
+
+        async def delete(child: Child) -> str:
+            try:
+                await self.api.delete(child.kind, child.namespace, child.name)
+            except ApiError as error:
+                raise ChildRefusedError(child.kind, child.name, error) from error
+            expect.record_delete(child.key, now)
+            return f"deleted {child.kind} {child.name}"
+
+        applies = []
+        for obj in desired:
+            ckey = _key_of(obj)
             child = live.get(ckey)
             if child is not None and child.deleting:
                 continue  # on its way out: recreated once the watch shows it gone
             wanted = desired_digest(obj)
-            meta.setdefault("annotations", {})[APPLIED_HASH] = wanted
+            obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = wanted
             wanted_live = desired_digest(obj)
             if obj["kind"] == SNAPSHOT_KIND:
                 if child is not None or not expect.needs_apply(
@@ -553,37 +575,17 @@ class Reconciler:
                     continue  # immutable: created once, never updated
             elif not expect.needs_apply(ckey, wanted, wanted_live, child, now):
                 continue
-            try:
-                if child is not None and child.foreign:
-                    await self._repair(obj)
-                answer = await self.api.apply(obj)
-            except ApiError as error:
-                raise ChildRefusedError(obj["kind"], meta["name"], error) from error
-            expect.record_apply(ckey, wanted, summarize(answer), now)
-            metrics.CHILDREN_APPLIED.labels(obj["kind"]).inc()
-            verb = (
-                "repaired"
-                if child is not None and child.foreign
-                else "updated"
-                if child
-                else "created"
-            )
-            done.append(f"{verb} {obj['kind']} {meta['name']}")
-        wanted_keys = {
-            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in desired
-        }
+            applies.append(apply(obj, child, wanted))
+        done = await _together(applies)
+        wanted_keys = {_key_of(o) for o in desired}
         # Workloads of revisions that run but cannot be rebuilt are left exactly as they are.
         kept = set(rebuilt.unrecoverable)
-        for child in children:
-            if child.key in wanted_keys or child.deleting or child.revision in kept:
-                continue
-            if expect.needs_delete(child.key, now):
-                try:
-                    await self.api.delete(child.kind, child.namespace, child.name)
-                except ApiError as error:
-                    raise ChildRefusedError(child.kind, child.name, error) from error
-                expect.record_delete(child.key, now)
-                done.append(f"deleted {child.kind} {child.name}")
+        done += await _together(
+            delete(child)
+            for child in children
+            if not (child.key in wanted_keys or child.deleting or child.revision in kept)
+            and expect.needs_delete(child.key, now)
+        )
         expect.forget_gone(set(live))
         if done:
             await self._event(body, "Normal", "Applied", "; ".join(done))
@@ -825,6 +827,21 @@ class Reconciler:
     def _export_phase(namespace: str, name: str, status: LLMDeploymentStatus) -> None:
         for phase in metrics.PHASES:
             metrics.PHASE.labels(namespace, name, phase).set(1 if status.phase == phase else 0)
+
+
+def _key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return (obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+async def _together(writes: Iterable[Awaitable[str]]) -> list[str]:
+    """Independent writes at once: one round trip, not one per child. Once all are done,
+    the first failure (in their order) is raised."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if isinstance(r, str)]
 
 
 def _status_of(body: Mapping[str, Any]) -> LLMDeploymentStatus:

@@ -120,7 +120,7 @@ class KubeClient:
         self.server = info.server.rstrip("/")
         self._session = aiohttp.ClientSession(
             headers=info.as_http_headers(),
-            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=32),
+            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=64),
             timeout=aiohttp.ClientTimeout(total=30),
         )
 
