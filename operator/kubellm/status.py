@@ -229,7 +229,8 @@ def progress_only(before: LLMDeploymentStatus, after: LLMDeploymentStatus) -> bo
 
 
 def _without_progress(status: LLMDeploymentStatus) -> dict[str, object]:
-    data = status.model_dump(exclude={"ready_replicas", "ready"})
+    data = status.model_dump(exclude={"ready_replicas"})
+    data["ready"] = (status.ready or "").rpartition("/")[2]  # the count asked for stays
     for condition in data["conditions"]:
         if condition["type"] in ("Ready", "Progressing"):
             condition["reason"] = condition["message"] = None

@@ -56,6 +56,42 @@ app.kubernetes.io/part-of: kubellm
 {{- end }}
 
 {{/*
+The operators to run, as a YAML list of {name, suffix, namespaces, replicas, peering}: one
+per entry of `shards` (each owns its namespaces, with its own peering), or a single one
+(`watchNamespaces`, `replicas`, `peering.name`) when no shards are set.
+*/}}
+{{- define "kubellm.shards" -}}
+{{- if and .Values.shards .Values.watchNamespaces }}
+{{- fail "set either shards (each with its namespaces) or watchNamespaces, not both" }}
+{{- end }}
+{{- $owner := dict }}
+{{- $shards := list }}
+{{- range $shard := .Values.shards }}
+{{- range $ns := $shard.namespaces }}
+{{- if hasKey $owner $ns }}
+{{- fail (printf "namespace %s is in shards %s and %s: each namespace belongs to one shard" $ns (get $owner $ns) $shard.name) }}
+{{- end }}
+{{- $_ := set $owner $ns $shard.name }}
+{{- end }}
+{{- $shards = append $shards (dict "name" $shard.name "suffix" (printf "-%s" $shard.name) "namespaces" $shard.namespaces "replicas" (default $.Values.replicas $shard.replicas) "peering" (printf "%s-%s" $.Values.peering.name $shard.name)) }}
+{{- else }}
+{{- $shards = list (dict "name" "" "suffix" "" "namespaces" .Values.watchNamespaces "replicas" .Values.replicas "peering" .Values.peering.name) }}
+{{- end }}
+{{- toYaml $shards }}
+{{- end }}
+
+{{/*
+Every namespace some operator of this release watches (empty: the whole cluster).
+*/}}
+{{- define "kubellm.watchedNamespaces" -}}
+{{- $all := list }}
+{{- range $shard := include "kubellm.shards" . | fromYamlArray }}
+{{- $all = concat $all ($shard.namespaces | default list) }}
+{{- end }}
+{{- toYaml $all }}
+{{- end }}
+
+{{/*
 Peering is on unless the operator runs standalone.
 */}}
 {{- define "kubellm.peering" -}}

@@ -60,6 +60,10 @@ class Expectations:
         self.answered[key] = (desired, answered_live)
         self.deleted.pop(key, None)
 
+    def seen(self, key: Key) -> None:
+        """The watch shows the child (an immutable one: nothing to compare): memory done."""
+        self.applied.pop(key, None)
+
     def needs_delete(self, key: Key, now: float) -> bool:
         when = self.deleted.get(key)
         return when is None or now - when >= self.ttl

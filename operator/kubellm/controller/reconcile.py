@@ -568,11 +568,12 @@ class Reconciler:
             wanted = desired_digest(obj)
             obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = wanted
             wanted_live = desired_digest(obj)
-            if obj["kind"] == SNAPSHOT_KIND:
-                if child is not None or not expect.needs_apply(
-                    ckey, wanted, wanted_live, None, now
-                ):
-                    continue  # immutable: created once, never updated
+            if obj["kind"] == SNAPSHOT_KIND:  # immutable: created once, never updated
+                if child is not None:
+                    expect.seen(ckey)
+                    continue
+                if not expect.needs_apply(ckey, wanted, wanted_live, None, now):
+                    continue
             elif not expect.needs_apply(ckey, wanted, wanted_live, child, now):
                 continue
             applies.append(apply(obj, child, wanted))
