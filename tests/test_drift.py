@@ -135,3 +135,11 @@ def test_a_remembered_digest_is_the_digest() -> None:
     for obj in (DESIRED, changed, DESIRED):
         assert desired_digest(obj) == _digest(_comparable(obj))
     assert desired_digest(DESIRED) != desired_digest(changed)
+
+
+def test_a_digest_that_reads_as_a_huge_number_is_a_string() -> None:
+    """A 20-hex-digit digest like 1234e567... is a valid float syntax; it once crashed the
+    reconcile of every object whose applied-hash happened to be one."""
+    for text in ("1234e56789012345678", "9E99999999999999999"):
+        assert normalize(text) == text
+        assert normalize({"a": text}) == {"a": text}

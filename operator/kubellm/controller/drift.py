@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from kubellm import FIELD_MANAGER
@@ -52,7 +52,7 @@ def _number(text: str) -> str | None:
         return None
     try:
         value = Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
-    except InvalidOperation:
+    except ArithmeticError:  # not a number after all (a hex digest "12e34...": overflow)
         return None
     return format(value.normalize(), "f") if value.is_finite() else None
 

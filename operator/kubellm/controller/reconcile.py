@@ -576,8 +576,8 @@ class Reconciler:
                     continue
             elif not expect.needs_apply(ckey, wanted, wanted_live, child, now):
                 continue
-            applies.append(apply(obj, child, wanted))
-        done = await _together(applies)
+            applies.append((obj, child, wanted))
+        done = await _together(apply(*args) for args in applies)
         wanted_keys = {_key_of(o) for o in desired}
         # Workloads of revisions that run but cannot be rebuilt are left exactly as they are.
         kept = set(rebuilt.unrecoverable)
