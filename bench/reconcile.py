@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -676,6 +677,9 @@ def run(count: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Cleanup (operator stopped, namespaces and nodes deleted) also when stopped by `kill`:
+    # a background job ignores SIGINT.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, action="append", help="objects per run")
     parser.add_argument("--resync-seconds", type=float, default=60.0)
