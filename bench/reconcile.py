@@ -506,12 +506,12 @@ class Operator:
                 time.sleep(0.5)
         raise RuntimeError("operator not healthy in 120 s")
 
-    def quiet(self, limit: float = 300) -> None:
-        """Wait until the operator has made no request for 10 s (its work is done)."""
+    def quiet(self, limit: float = 600) -> None:
+        """Wait until the operator has made no request for 15 s (its work is done)."""
         deadline = time.monotonic() + limit
         last, since = scrape(), time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - since < 10:
-            time.sleep(2)
+        while time.monotonic() < deadline and time.monotonic() - since < 15:
+            time.sleep(5)  # a scrape of 10,000 objects' series costs the operator CPU
             now = scrape()
             if delta(now, last, "kubellm_api_requests_total"):
                 since = time.monotonic()

@@ -76,12 +76,16 @@ def test_after_a_relisting_objects_it_did_not_show_are_looked_up_again() -> None
     clock.now = 100
     cache.observe("Deployment", None, body("Deployment", "kept"))  # a watch started over
     assert cache.relists_due() == []
+    clock.now = 101.5
+    cache.observe("Deployment", None, body("Deployment", "kept2"))  # a long listing goes on
     clock.now = 103
+    assert cache.relists_due() == []
+    clock.now = 104
     assert cache.relists_due() == ["Deployment"]
     assert cache.unseen("Deployment") == [("ns", "gone")]
     assert cache.relists_due() == []  # handled once
     assert cache.forget("Deployment", "ns", "gone") == ("ns", "demo")
-    assert [c.name for c in cache.children_of(("ns", "demo"))] == ["kept"]
+    assert [c.name for c in cache.children_of(("ns", "demo"))] == ["kept", "kept2"]
 
 
 def test_health_fails_when_a_worker_or_the_ticker_is_gone() -> None:

@@ -23,14 +23,14 @@ from kubellm.rollout.pods import PodInfo
 OwnerKey = tuple[str, str]  # namespace, name
 OWNER_KIND = "LLMDeployment"
 POD_KIND = "Pod"
-LISTING_QUIET_SECONDS = 2.0  # a listing's events arrive in a burst
+LISTING_QUIET_SECONDS = 2.0  # a listing's events arrive in a burst: over after this silence
 
 
 @dataclass
 class _Listing:
     """Objects of one kind seen since a listing began, to find those no longer there."""
 
-    started: float
+    last: float  # when its latest object arrived (a listing of 10,000 takes a while)
     seen: set[tuple[str, str]] = field(default_factory=set)  # namespace, name
 
 
@@ -102,11 +102,12 @@ class Cache:
             return
         listing = self.relisting.setdefault(kind, _Listing(self.clock()))
         listing.seen.add(ident)
+        listing.last = self.clock()
 
     def relists_due(self) -> list[str]:
         """Kinds whose listing burst is over: time to look for objects it did not show."""
         now = self.clock()
-        return [k for k, v in self.relisting.items() if now - v.started >= LISTING_QUIET_SECONDS]
+        return [k for k, v in self.relisting.items() if now - v.last >= LISTING_QUIET_SECONDS]
 
     def unseen(self, kind: str) -> list[tuple[str, str]]:
         """Objects of `kind` in the cache that the last listing did not show (may be gone)."""
