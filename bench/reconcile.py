@@ -88,6 +88,37 @@ def kubectl(*args: str, stdin: str | None = None, timeout: float = 3600) -> str:
     return proc.stdout
 
 
+CLIENTS = 1  # kubectl processes that share a create or an update (--clients)
+UPDATE = ("apply", "--server-side", "--force-conflicts", "--field-manager=bench")
+
+
+def kubectl_all(args: tuple[str, ...], objects: list[dict[str, Any]]) -> None:
+    """`kubectl ARGS -f -` of `objects`, split over CLIENTS kubectl processes at once (as a
+    GitOps tool would); each kubectl sends its objects one after the other."""
+    chunks = [objects[i::CLIENTS] for i in range(CLIENTS)]
+    runs = [
+        subprocess.Popen(
+            [KUBECTL, *args, "-f", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=ENV,
+            text=True,
+        )
+        for chunk in chunks
+        if chunk
+    ]
+    for run_, chunk in zip(runs, chunks, strict=False):
+        assert run_.stdin is not None
+        run_.stdin.write(stream(chunk))
+        run_.stdin.close()
+    for run_ in runs:
+        if run_.wait() != 0:
+            raise RuntimeError(
+                f"kubectl {args[0]}: {run_.stderr.read()[:500] if run_.stderr else ''}"
+            )
+
+
 # ---------------------------------------------------------------------- objects
 
 
@@ -107,12 +138,16 @@ def llmdeployment(namespace: str, name: str, image: str = IMAGE) -> dict[str, An
     }
 
 
-def plain_deployment(namespace: str, name: str, image: str = IMAGE) -> dict[str, Any]:
-    """The Deployment kubellm renders for the same LLMDeployment, as anyone could create it."""
+def plain_children(namespace: str, name: str, image: str = IMAGE) -> list[dict[str, Any]]:
+    """The children kubellm renders for the same LLMDeployment, as anyone could create them."""
     children = render_children(single_revision(resolve(llmdeployment(namespace, name, image))))
-    deployment = next(c for c in children if c["kind"] == "Deployment")
-    deployment["metadata"]["labels"].pop("app.kubernetes.io/managed-by", None)
-    return dict(deployment)
+    for child in children:
+        child["metadata"]["labels"].pop("app.kubernetes.io/managed-by", None)
+    return children
+
+
+def plain_deployment(namespace: str, name: str, image: str = IMAGE) -> dict[str, Any]:
+    return next(c for c in plain_children(namespace, name, image) if c["kind"] == "Deployment")
 
 
 def bench_nodes(pods: int) -> str:
@@ -193,6 +228,8 @@ class Watch(threading.Thread):
         self.api, self.path, self.on_event = api, path, on_event
         self.stopped = threading.Event()
         listing = api.get(path)
+        if listing.get("kind") == "Status":
+            raise RuntimeError(f"list {path}: {listing.get('message')}")
         self.version = listing["metadata"]["resourceVersion"]
         now = time.monotonic()
         for item in listing.get("items") or []:
@@ -403,6 +440,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+COMPONENTS = ("apiserver", "etcd", "controller-manager", "scheduler", "kwok")
+
+
+def platform_cpu() -> dict[str, float]:
+    """CPU seconds each control-plane process has used so far (they share the machine)."""
+    return {c: cpu_seconds(int((STATE / f"{c}.pid").read_text())) for c in COMPONENTS}
+
+
+def cpu_per_object(
+    after: dict[str, float], before: dict[str, float], count: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per object, per control-plane process."""
+    return {c: round(1000 * (after[c] - before[c]) / count, 1) for c in COMPONENTS}
+
+
 def client_rates() -> dict[str, int | None]:
     """The controller-manager's --kube-api-qps/--kube-api-burst, read from its command line."""
     pid = (STATE / "controller-manager.pid").read_text().strip()
@@ -457,18 +509,16 @@ def floor(api: Api, count: int, timeout: float) -> dict[str, Any]:
     watch = Watch(api, path, lambda t, o, now: (created(t, o, now), updated(t, o, now)))
     watch.start()
     try:
-        writes = server_writes()
+        objects = [plain_deployment(namespace, n) for n in names]
+        writes, cpu = server_writes(), platform_cpu()
         start = time.monotonic()
-        kubectl("create", "-f", "-", stdin=stream(plain_deployment(namespace, n) for n in names))
+        kubectl_all(("create",), objects)
         create_seconds = time.monotonic() - start
         ready = created.wait(count, timeout)
         all_ready = max(created.ready.values(), default=start) - start
-        writes = server_writes() - writes
+        writes, cpu = server_writes() - writes, cpu_per_object(platform_cpu(), cpu, count)
         start = time.monotonic()
-        kubectl(
-            "apply", "--server-side", "--force-conflicts", "--field-manager=bench", "-f", "-",
-            stdin=stream(plain_deployment(namespace, n, NEW_IMAGE) for n in names),
-        )  # fmt: skip
+        kubectl_all(UPDATE, [plain_deployment(namespace, n, NEW_IMAGE) for n in names])
         update_apply = time.monotonic() - start
         rolled = updated.wait(count, timeout)
         return {
@@ -476,9 +526,54 @@ def floor(api: Api, count: int, timeout: float) -> dict[str, Any]:
             "floor_create_seconds": round(create_seconds, 1),
             "floor_seconds": round(all_ready, 1),
             "floor_server_writes_per_object": round(writes / count, 2),
+            "floor_platform_cpu_ms_per_object": cpu,
             "floor_updated": rolled,
             "floor_update_apply_seconds": round(update_apply, 1),
             "floor_update_seconds": round(max(updated.ready.values(), default=start) - start, 1),
+        }
+    finally:
+        watch.stop()
+        delete_namespace(namespace)
+
+
+def floor_with_children(api: Api, count: int, timeout: float) -> dict[str, Any]:
+    """The same children kubellm makes (snapshot, Deployment, Service, PDB, PodMonitor),
+    created by kubectl, one kubectl per kind at once: what the children cost the platform
+    without the operator."""
+    namespace = fresh_namespace("floorkids", count)
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    created = Tracker(deployment_rolled(IMAGE))
+    watch = Watch(api, path, created)
+    watch.start()
+    try:
+        by_kind: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for i in range(count):
+            for child in plain_children(namespace, f"m{i}"):
+                by_kind[child["kind"]].append(child)
+        cpu = platform_cpu()
+        start = time.monotonic()
+        creators = [
+            subprocess.Popen(
+                [KUBECTL, "create", "-f", "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                env=ENV,
+                text=True,
+            )
+            for _ in by_kind
+        ]
+        for creator, objects in zip(creators, by_kind.values(), strict=True):
+            assert creator.stdin is not None
+            creator.stdin.write(stream(objects))
+            creator.stdin.close()
+        for creator in creators:
+            creator.wait()
+        ready = created.wait(count, timeout)
+        all_ready = max(created.ready.values(), default=start) - start
+        return {
+            "floor_children_ready": ready,
+            "floor_children_seconds": round(all_ready, 1),
+            "floor_children_platform_cpu_ms_per_object": cpu_per_object(platform_cpu(), cpu, count),
         }
     finally:
         watch.stop()
@@ -550,12 +645,15 @@ def kubellm(
     for watch in watches:
         watch.start()
     try:
+        objects = [llmdeployment(namespace, n) for n in names]
         before, writes, cpu = scrape(), server_writes(), cpu_seconds(pid)
+        platform = platform_cpu()
         start = time.monotonic()
-        kubectl("create", "-f", "-", stdin=stream(llmdeployment(namespace, n) for n in names))
+        kubectl_all(("create",), objects)
         create_seconds = time.monotonic() - start
         ready = created.wait(count, timeout)
         all_ready = max(created.ready.values(), default=start) - start
+        platform = cpu_per_object(platform_cpu(), platform, count)
         operator.quiet()
         after, writes, cpu = scrape(), server_writes() - writes, cpu_seconds(pid) - cpu
         rss_created = proc_status(pid, "VmHWM")
@@ -563,6 +661,17 @@ def kubellm(
         latency = [children.last_child[n] - children.created[n] for n in children.last_child]
         children_done = max(children.last_child.values(), default=start) - start
         children_per_object = sum(children.count.values()) / count
+
+        owners = api.get(f"/apis/kubellm.io/v1alpha1/namespaces/{namespace}/llmdeployments")
+        kopf_marks = sum(
+            1
+            for o in owners["items"]
+            for key in [
+                *(o["metadata"].get("annotations") or {}),
+                *o["metadata"].get("finalizers", []),
+            ]
+            if "kopf" in key
+        )
 
         # steady state: two resyncs with nothing to do
         steady_before, steady_cpu = scrape(), cpu_seconds(pid)
@@ -573,10 +682,7 @@ def kubellm(
         # a fleet-wide image change
         update_before = scrape()
         start = time.monotonic()
-        kubectl(
-            "apply", "--server-side", "--force-conflicts", "--field-manager=bench", "-f", "-",
-            stdin=stream(llmdeployment(namespace, n, NEW_IMAGE) for n in names),
-        )  # fmt: skip
+        kubectl_all(UPDATE, [llmdeployment(namespace, n, NEW_IMAGE) for n in names])
         update_apply = time.monotonic() - start
         rolled = updated.wait(count, timeout)
         update_seconds = max(updated.ready.values(), default=start) - start
@@ -607,7 +713,9 @@ def kubellm(
                 quantile(after, before, "kubellm_reconcile_duration_seconds", 0.99), 4
             ),
             "kubellm_server_writes_per_object": round(writes / count, 2),
-            "operator_cpu_seconds_create": round(cpu, 1),
+            "kopf_annotations_and_finalizers": kopf_marks,
+            "operator_cpu_ms_per_create": round(1000 * cpu / count, 1),
+            "platform_cpu_ms_per_object": platform,
             "steady_state_writes": _writes(steady),
             "steady_state_reads": _reads(steady),
             "steady_state_reconciles": delta(
@@ -664,10 +772,16 @@ def run(count: int, args: argparse.Namespace) -> dict[str, Any]:
     pods = math.ceil(2.2 * count)  # an update surges one pod per object
     kubectl("apply", "-f", "-", stdin=bench_nodes(pods))
     wait_nodes(math.ceil(pods / PODS_PER_NODE))
-    result: dict[str, Any] = {"count": count, **client_rates()}
+    result: dict[str, Any] = {"count": count, "kubectl_clients": CLIENTS, **client_rates()}
     if not args.skip_floor:
         result.update(floor(api, count, args.timeout))
+    if args.floor_children:
+        result.update(floor_with_children(api, count, args.timeout))
     result.update(kubellm(api, count, args.timeout, args.resync_seconds, args.operator_arg))
+    if result.get("floor_children_seconds"):
+        result["ratio_to_children"] = round(
+            result["kubellm_seconds"] / result["floor_children_seconds"], 2
+        )
     if result.get("floor_seconds"):
         result["ratio"] = round(result["kubellm_seconds"] / result["floor_seconds"], 2)
         result["update_ratio"] = round(
@@ -686,10 +800,21 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="per phase")
     parser.add_argument("--skip-floor", action="store_true", help="kubellm only (quick checks)")
     parser.add_argument(
+        "--floor-children",
+        action="store_true",
+        help="also the floor of the same children created by kubectl (without the operator)",
+    )
+    parser.add_argument(
         "--operator-arg", action="append", default=[], help="extra `kubellm run` argument"
     )
+    parser.add_argument(
+        "--clients", type=int, default=1, help="kubectl processes per create or update"
+    )
     args = parser.parse_args()
+    global CLIENTS
+    CLIENTS = args.clients
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     try:
         for count in args.count or [100, 1000]:
             print(json.dumps(run(count, args)), flush=True)

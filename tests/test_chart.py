@@ -326,10 +326,12 @@ NAMESPACED_RULES = {
     ("keda.sh", "scaledobjects"): RW,
     ("keda.sh", "triggerauthentications"): RW,
 }
-DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): ["get", "list", "watch"]}
+DISCOVERY_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): ["get", "list", "watch"],
+    ("", "namespaces"): ["get", "list", "watch"],  # Kopf lists them even with --namespace
+}
 PEERING = ["get", "list", "watch", "patch", "create"]
 CLUSTERWIDE_RULES = {
-    ("", "namespaces"): ["get", "list", "watch"],
     ("kopf.dev", "clusterkopfpeerings"): PEERING,
     ("kopf.dev", "kopfpeerings"): PEERING,
 }

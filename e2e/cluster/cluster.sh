@@ -20,7 +20,8 @@
 # Environment: KUBELLM_CACHE, GO (go binary), KUBECTL (default .venv/bin/kubectl),
 # KUBELLM_ETCD_PORT (23790), KUBELLM_APISERVER_PORT (26443), KUBELLM_KUBE_API_QPS (200) and
 # KUBELLM_KUBE_API_BURST (400): the controller-manager's and the scheduler's client rates,
-# production-like (client-go's defaults, 20/30, would make them the bottleneck of any benchmark).
+# production-like (client-go's defaults, 20/30, would make them the bottleneck of any benchmark);
+# KUBELLM_APISERVER_PROFILING=true serves the API server's /debug/pprof (where its CPU goes).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -259,7 +260,7 @@ cmd_up() {
     --service-account-signing-key-file="$STATE/pki/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
     --authorization-mode=Node,RBAC --token-auth-file="$STATE/pki/tokens.csv" \
-    --allow-privileged=true --profiling=false --v=1
+    --allow-privileged=true --profiling="${KUBELLM_APISERVER_PROFILING:-false}" --v=1
   wait_for "apiserver /readyz" 120 api_ready
 
   local kubeconf=(--kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE"

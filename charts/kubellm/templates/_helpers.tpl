@@ -163,19 +163,21 @@ kubellm.rbac.namespacedRules: what the operator needs in every namespace it serv
 {{- end }}
 
 {{/*
-kubellm.rbac.discoveryRules and kubellm.rbac.clusterwideRules: cluster-scoped needs. Kopf watches CRDs to discover resources in
-every mode; namespaces and ClusterKopfPeerings only when it watches the whole cluster.
+kubellm.rbac.discoveryRules and kubellm.rbac.clusterwideRules: cluster-scoped needs. Kopf watches CRDs to discover resources,
+and namespaces, in every mode (with --namespace it lists namespaces to see which of its own
+exist; without that right it retries for about a minute at every start); ClusterKopfPeerings
+only when it watches the whole cluster.
 */}}
 {{- define "kubellm.rbac.discoveryRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
-{{- end }}
-
-{{- define "kubellm.rbac.clusterwideRules" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{- define "kubellm.rbac.clusterwideRules" -}}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings", "kopfpeerings"]
   verbs: ["get", "list", "watch", "patch", "create"]
