@@ -33,11 +33,10 @@ from hypothesis.stateful import (
 )
 
 from conftest import llmd
-from fake_cluster import BROKEN_IMAGE, Controllers, FakeApi
-from kubellm.controller.cache import Cache
+from fake_cluster import BROKEN_IMAGE, Controllers, FakeApi, operator
 from kubellm.controller.children import SNAPSHOT_KIND
 from kubellm.controller.drift import desired_digest
-from kubellm.controller.reconcile import ReconcileError, Reconciler
+from kubellm.controller.reconcile import ReconcileError
 from kubellm.render import RenderContext, render_children, resolve
 from kubellm.rollout.targets import RevisionTarget
 
@@ -88,15 +87,7 @@ class Convergence(RuleBasedStateMachine):
 
     def start_operator(self) -> None:
         """A fresh operator process: empty memory, and a cache filled by a listing."""
-        self.cache = Cache(clock=self.clock.monotonic)
-        self.reconciler = Reconciler(
-            self.api,
-            self.cache,
-            frozenset(),
-            clock=self.clock.now,
-            monotonic=self.clock.monotonic,
-            unavailable_grace=120,
-        )
+        self.cache, self.reconciler = operator(self.api, self.clock, unavailable_grace=120)
         for kind, _, body in [(k[0], None, o) for k, o in self.api.objects.items()]:
             self.cache.observe(kind, None, copy.deepcopy(body))
 

@@ -15,14 +15,12 @@ from typing import Any
 import pytest
 
 from conftest import llmd
-from fake_cluster import Controllers, FakeApi
+from fake_cluster import Controllers, FakeApi, operator
 from kubellm import metrics
-from kubellm.controller.cache import Cache
 from kubellm.controller.reconcile import (
     FULL_LOOK_SECONDS,
     STATUS_BATCH_SECONDS,
     ReconcileError,
-    Reconciler,
 )
 from kubellm.controller.runtime import Runtime
 from kubellm.k8s.client import ApiError
@@ -39,14 +37,7 @@ class World:
         self.clock = Clock()
         self.api = api or FakeApi()
         self.controllers = Controllers(self.api)
-        self.cache = Cache(clock=self.clock.monotonic)
-        self.reconciler = Reconciler(
-            self.api,
-            self.cache,
-            frozenset(),
-            clock=self.clock.now,
-            monotonic=self.clock.monotonic,
-        )
+        self.cache, self.reconciler = operator(self.api, self.clock)
         self.body = llmd(replicas=replicas)
         self.body["metadata"] = {"name": "demo", "namespace": "team-a"}
         self.api.put_object(self.body, manager="kubectl")
