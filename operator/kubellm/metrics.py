@@ -21,7 +21,7 @@ RECONCILE_ERRORS = Counter(
 RECONCILE_SECONDS = Histogram(
     "kubellm_reconcile_duration_seconds",
     "Time one reconcile takes.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
 API_WRITES = Counter(
