@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubellm.controller.cache import Cache
+from kubellm.controller.reconcile import Reconciler
 from kubellm.k8s.client import ApiError
 from kubellm.render.context import INSTANCE, MANAGED_BY, REVISION, SERVING
 
@@ -417,3 +419,12 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 
 def serving_labels(name: str, revision: str) -> dict[str, str]:
     return {INSTANCE: name, REVISION: revision, SERVING: "true", MANAGED_BY: "kubellm"}
+
+
+def operator(api: FakeApi, clock: Any, **settings: Any) -> tuple[Cache, Reconciler]:
+    """A fresh operator's cache and reconciler on `api`, living on the test's `clock`."""
+    cache = Cache(clock=clock.monotonic)
+    reconciler = Reconciler(
+        api, cache, frozenset(), clock=clock.now, monotonic=clock.monotonic, **settings
+    )
+    return cache, reconciler

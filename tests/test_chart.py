@@ -37,6 +37,12 @@ COMBINATIONS = {
         "gpuNodeLabels": "gke",
         "prometheusAuth": {"secretNames": ["prometheus-reader"]},
     },
+    "shards": {
+        "shards": [
+            {"name": "a", "namespaces": ["team-a", "team-b"]},
+            {"name": "b", "namespaces": ["team-c"], "replicas": 3},
+        ]
+    },
 }
 
 
@@ -319,10 +325,12 @@ NAMESPACED_RULES = {
     ("keda.sh", "scaledobjects"): RW,
     ("keda.sh", "triggerauthentications"): RW,
 }
-DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): ["get", "list", "watch"]}
+DISCOVERY_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): ["get", "list", "watch"],
+    ("", "namespaces"): ["get", "list", "watch"],  # Kopf lists them even with --namespace
+}
 PEERING = ["get", "list", "watch", "patch", "create"]
 CLUSTERWIDE_RULES = {
-    ("", "namespaces"): ["get", "list", "watch"],
     ("kopf.dev", "clusterkopfpeerings"): PEERING,
     ("kopf.dev", "kopfpeerings"): PEERING,
 }
@@ -467,26 +475,30 @@ def test_deployment_command_and_args() -> None:
 
 def test_deployment_security_context_is_restricted() -> None:
     for values in COMBINATIONS.values():
-        objs = render(values)
-        pod = one(objs, "Deployment")["spec"]["template"]["spec"]
-        psc = pod["securityContext"]
-        assert psc["runAsNonRoot"] is True
-        assert psc["runAsUser"] == 65532
-        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert pod["enableServiceLinks"] is False
-        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
-        c = container(objs)
-        sc = c["securityContext"]
-        assert sc["allowPrivilegeEscalation"] is False
-        assert sc["readOnlyRootFilesystem"] is True
-        assert sc["runAsNonRoot"] is True
-        assert sc["runAsUser"] == 65532
-        assert sc["capabilities"] == {"drop": ["ALL"]}
-        assert sc.get("privileged", False) is False
-        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-        tmp = next(v for v in pod["volumes"] if v["name"] == mounts["/tmp"])
-        assert "emptyDir" in tmp
-        assert all(set(v) <= {"name", "emptyDir"} for v in pod["volumes"]), "only emptyDir volumes"
+        for deploy in by_kind(render(values), "Deployment"):
+            check_restricted(deploy["spec"]["template"]["spec"])
+
+
+def check_restricted(pod: dict[str, Any]) -> None:
+    """The restricted Pod Security profile, and nothing but emptyDir volumes."""
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True
+    assert psc["runAsUser"] == 65532
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["enableServiceLinks"] is False
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    c = pod["containers"][0]
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] == 65532
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc.get("privileged", False) is False
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    tmp = next(v for v in pod["volumes"] if v["name"] == mounts["/tmp"])
+    assert "emptyDir" in tmp
+    assert all(set(v) <= {"name", "emptyDir"} for v in pod["volumes"]), "only emptyDir volumes"
 
 
 def test_deployment_spreads_replicas() -> None:
@@ -620,3 +632,39 @@ def test_notes_render() -> None:
         ]
     assert "team-a, team-b" in notes
     assert "kubellm status" in notes
+
+
+def test_each_shard_is_an_operator_of_its_own_namespaces_with_its_own_peering() -> None:
+    objs = render(COMBINATIONS["shards"])
+    deployments = {d["metadata"]["name"]: d for d in by_kind(objs, "Deployment")}
+    assert set(deployments) == {"kubellm-a", "kubellm-b"}
+    for name, namespaces, replicas in (("a", ["team-a", "team-b"], 2), ("b", ["team-c"], 3)):
+        deploy = deployments[f"kubellm-{name}"]
+        args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        watched = [args[i + 1] for i, a in enumerate(args) if a == "--namespace"]
+        assert watched == namespaces
+        assert args[args.index("--peering") + 1] == f"kubellm-{name}"
+        assert deploy["spec"]["replicas"] == replicas
+        selector = deploy["spec"]["selector"]["matchLabels"]
+        assert selector["kubellm.io/shard"] == name
+        assert selector.items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+        peerings = [
+            p for p in by_kind(objs, "KopfPeering") if p["metadata"]["name"] == f"kubellm-{name}"
+        ]
+        assert sorted(p["metadata"]["namespace"] for p in peerings) == namespaces
+    roles = sorted(r["metadata"]["namespace"] for r in by_kind(objs, "Role"))
+    assert roles == ["team-a", "team-b", "team-c"]
+    assert not by_kind(objs, "ClusterKopfPeering")
+    assert len(by_kind(objs, "PodDisruptionBudget")) == 2
+    service = one(objs, "Service")  # one metrics Service selects every shard's pods
+    for deploy in deployments.values():
+        labels = deploy["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_a_namespace_in_two_shards_or_shards_beside_watch_namespaces_fail() -> None:
+    overlap = [{"name": "a", "namespaces": ["x", "y"]}, {"name": "b", "namespaces": ["y"]}]
+    with pytest.raises(helm.HelmError, match="namespace y is in shards a and b"):
+        render({"shards": overlap})
+    with pytest.raises(helm.HelmError, match="not both"):
+        render({"shards": overlap[:1], "watchNamespaces": ["z"]})

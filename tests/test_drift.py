@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from kubellm.controller.drift import desired_digest, foreign, live_digest, normalize, overlay
+from kubellm.controller.drift import (
+    _comparable,
+    _digest,
+    desired_digest,
+    foreign,
+    live_digest,
+    normalize,
+    overlay,
+)
+from kubellm.controller.memo import Memo
 
 DESIRED: dict[str, Any] = {
     "apiVersion": "v1",
@@ -108,3 +117,29 @@ def test_overlay_keeps_server_fields_and_drops_foreign_list_items() -> None:
     ]
     assert repaired["spec"]["clusterIP"] == "10.96.0.10"
     assert repaired["metadata"]["resourceVersion"] == "7"
+
+
+def test_results_are_remembered_by_content_and_the_oldest_forgotten() -> None:
+    memo: Memo[str] = Memo(limit=2)
+    assert memo.get({"a": 1, "b": [1, 2]}, lambda: "first") == "first"
+    assert memo.get({"b": [1, 2], "a": 1}, lambda: "again") == "first"  # the same content
+    assert memo.get({"a": 1, "b": [2, 1]}, lambda: "other") == "other"
+    memo.get({"c": 1}, lambda: "third")
+    assert len(memo) == 2
+    assert memo.get({"a": 1, "b": [1, 2]}, lambda: "recomputed") == "recomputed"
+
+
+def test_a_remembered_digest_is_the_digest() -> None:
+    changed = copy.deepcopy(DESIRED)
+    changed["spec"]["ports"][0]["port"] = 8001
+    for obj in (DESIRED, changed, DESIRED):
+        assert desired_digest(obj) == _digest(_comparable(obj))
+    assert desired_digest(DESIRED) != desired_digest(changed)
+
+
+def test_a_digest_that_reads_as_a_huge_number_is_a_string() -> None:
+    """A 20-hex-digit digest like 1234e567... is a valid float syntax; it once crashed the
+    reconcile of every object whose applied-hash happened to be one."""
+    for text in ("1234e56789012345678", "9E99999999999999999"):
+        assert normalize(text) == text
+        assert normalize({"a": text}) == {"a": text}

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import kopf
+from kopf._cogs.structs import references
 
 from kubellm.controller.cache import Cache
 from kubellm.controller.leadership import paused_by_peers
 from kubellm.controller.runtime import Runtime
+from kubellm.handlers import configure, register
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -84,12 +89,16 @@ def test_after_a_relisting_objects_it_did_not_show_are_looked_up_again() -> None
     clock.now = 100
     cache.observe("Deployment", None, body("Deployment", "kept"))  # a watch started over
     assert cache.relists_due() == []
+    clock.now = 101.5
+    cache.observe("Deployment", None, body("Deployment", "kept2"))  # a long listing goes on
     clock.now = 103
+    assert cache.relists_due() == []
+    clock.now = 104
     assert cache.relists_due() == [("Deployment", "")]
     assert cache.unseen(("Deployment", "")) == [("ns", "gone")]
     assert cache.relists_due() == []  # handled once
     assert cache.forget("Deployment", "ns", "gone") == ("ns", "demo")
-    assert [c.name for c in cache.children_of(("ns", "demo"))] == ["kept"]
+    assert [c.name for c in cache.children_of(("ns", "demo"))] == ["kept", "kept2"]
 
 
 def test_a_namespace_a_watch_starts_on_lists_only_that_namespace() -> None:
@@ -178,3 +187,36 @@ def test_a_kind_whose_relisting_found_nothing_is_swept_with_the_owners_listing()
     clock.now = 103
     assert ("Service", "ns") in cache.relists_due()
     assert cache.unseen(("Service", "ns")) == [("ns", "demo")]
+
+
+def test_handlers_are_coroutines_on_the_event_loop_of_the_work_queue() -> None:
+    """Kopf runs plain functions in a thread pool, where the queue and cache are not safe."""
+    registry = kopf.OperatorRegistry()
+    register(registry)
+    handlers = registry._watching.get_all_handlers() + registry._activities.get_all_handlers()
+    assert handlers and all(inspect.iscoroutinefunction(h.fn) for h in handlers)
+
+
+def resource(group: str, version: str, plural: str) -> references.Resource:
+    return references.Resource(group=group, version=version, plural=plural)
+
+
+WATCHED = (
+    ("", "v1", "pods"),
+    ("", "v1", "services"),
+    ("apps", "v1", "deployments"),
+    ("apps", "v1", "controllerrevisions"),
+)
+
+
+def test_only_kubellm_children_and_pods_are_watched_and_no_diff_base_is_built() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    selectors = settings.watching.label_selectors
+    for group, version, plural in WATCHED:
+        found = list(selectors.collect(resource(group, version, plural)))
+        assert found == ["app.kubernetes.io/managed-by=kubellm"]
+    owners = resource("kubellm.io", "v1alpha1", "llmdeployments")
+    assert list(selectors.collect(owners)) == []
+    big = kopf.Body({"metadata": {"name": "x"}, "spec": {"items": list(range(1000))}})
+    assert settings.persistence.diffbase_storage.build(body=big) == {}

@@ -12,6 +12,7 @@ from kubellm.status import (
     compose,
     not_ready_reason,
     phase_of,
+    progress_only,
     set_condition,
     unavailable_in,
 )
@@ -220,3 +221,29 @@ def test_status_sizing_carries_the_headroom_rule_memory_flag_and_start_up_window
     assert dumped["maxConcurrentSequences"] >= 3
     assert dumped["memoryFraction"] == pytest.approx(0.827, abs=0.002)
     assert dumped["startupTimeoutSeconds"] == 1800
+
+
+def revisions(ready: int) -> tuple[RevisionStatus, ...]:
+    return (RevisionStatus(revision="r1", replicas=4, ready_replicas=ready, weight=100),)
+
+
+def test_pods_coming_up_is_progress_only_until_the_object_turns_ready() -> None:
+    loading = RevisionPods(total=4, loading=4)
+    start = compose(observe(LLMDeploymentStatus(), revisions=revisions(0), desired_replicas=4))
+    one = compose(observe(start, now=T1, revisions=revisions(1), desired_replicas=4, pods=loading))
+    assert one.conditions[0].message != start.conditions[0].message
+    assert progress_only(start, one)
+    ready = compose(observe(one, now=T1, revisions=revisions(4), desired_replicas=4))
+    assert ready.phase == "Ready" and not progress_only(one, ready)
+
+
+def test_anything_but_progress_is_written_at_once() -> None:
+    start = compose(observe(LLMDeploymentStatus(), revisions=revisions(0), desired_replicas=4))
+    scaled = compose(observe(start, revisions=revisions(0), desired_replicas=6))
+    degraded = compose(
+        observe(start, revisions=revisions(0), desired_replicas=4, degraded=("X", "broken"))
+    )
+    newer = compose(observe(start, revisions=revisions(0), desired_replicas=4, generation=2))
+    for changed in (scaled, degraded, newer):
+        assert changed != start and not progress_only(start, changed)
+    assert not progress_only(LLMDeploymentStatus(), start)  # the first status

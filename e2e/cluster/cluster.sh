@@ -18,7 +18,10 @@
 # links to the current entries, so a fresh clone on the same machine builds nothing.
 #
 # Environment: KUBELLM_CACHE, GO (go binary), KUBECTL (default .venv/bin/kubectl),
-# KUBELLM_ETCD_PORT (23790), KUBELLM_APISERVER_PORT (26443).
+# KUBELLM_ETCD_PORT (23790), KUBELLM_APISERVER_PORT (26443), KUBELLM_KUBE_API_QPS (200) and
+# KUBELLM_KUBE_API_BURST (400): the controller-manager's and the scheduler's client rates,
+# production-like (client-go's defaults, 20/30, would make them the bottleneck of any benchmark);
+# KUBELLM_APISERVER_PROFILING=true serves the API server's /debug/pprof (where its CPU goes).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,6 +38,7 @@ KWOK_PORT=$((API_PORT + 3))
 SERVER="https://127.0.0.1:$API_PORT"
 KUBECONFIG_FILE="$STATE/kubeconfig"
 COMPONENTS=(etcd apiserver controller-manager scheduler kwok)
+CLIENT_RATES=(--kube-api-qps="${KUBELLM_KUBE_API_QPS:-200}" --kube-api-burst="${KUBELLM_KUBE_API_BURST:-400}")
 
 # Upstream CRDs: module@version then file paths inside the module.
 CRD_SOURCES=(
@@ -256,7 +260,7 @@ cmd_up() {
     --service-account-signing-key-file="$STATE/pki/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
     --authorization-mode=Node,RBAC --token-auth-file="$STATE/pki/tokens.csv" \
-    --allow-privileged=true --profiling=false --v=1
+    --allow-privileged=true --profiling="${KUBELLM_APISERVER_PROFILING:-false}" --v=1
   wait_for "apiserver /readyz" 120 api_ready
 
   local kubeconf=(--kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE"
@@ -266,8 +270,9 @@ cmd_up() {
     --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
     --root-ca-file="$STATE/pki/ca.crt" --service-account-private-key-file="$STATE/pki/sa.key" \
     --cluster-signing-cert-file="$STATE/pki/ca.crt" --cluster-signing-key-file="$STATE/pki/ca.key" \
-    --use-service-account-credentials=false --controllers='*' --v=1
-  start scheduler "$B/kubelocal" scheduler "${kubeconf[@]}" --secure-port="$SCHED_PORT" --v=1
+    --use-service-account-credentials=false --controllers='*' "${CLIENT_RATES[@]}" --v=1
+  start scheduler "$B/kubelocal" scheduler "${kubeconf[@]}" --secure-port="$SCHED_PORT" \
+    "${CLIENT_RATES[@]}" --v=1
   start kwok "$B/kwok" --kubeconfig="$KUBECONFIG_FILE" --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr=10.244.0.0/16 --node-ip=10.0.0.1 --node-lease-duration-seconds=40 \

@@ -10,19 +10,37 @@ REGISTRY = CollectorRegistry()
 PER_RESOURCE = ("namespace", "llmdeployment")
 
 RECONCILES = Counter("kubellm_reconcile", "Reconciles by result.", ["result"], registry=REGISTRY)
+RECONCILES_UNCHANGED = Counter(
+    "kubellm_reconcile_unchanged",
+    "Looks (resyncs) skipped: nothing changed since a reconcile that wrote nothing.",
+    registry=REGISTRY,
+)
 RECONCILE_ERRORS = Counter(
     "kubellm_reconcile_errors", "Reconciles that failed and will be retried.", registry=REGISTRY
 )
 RECONCILE_SECONDS = Histogram(
     "kubellm_reconcile_duration_seconds",
     "Time one reconcile takes.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
 API_WRITES = Counter(
     "kubellm_api_writes",
     "Write requests to the Kubernetes API by method and namespace (a steady state makes none).",
     ["method", "namespace"],
+    registry=REGISTRY,
+)
+API_REQUESTS = Counter(
+    "kubellm_api_requests",
+    "Requests to the Kubernetes API by verb (get, create, apply, update, patch, delete) and"
+    " resource (`llmdeployments/status`, `events`...); Kopf's watches are not counted here.",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)
+WATCH_EVENTS = Counter(
+    "kubellm_watch_events",
+    "Watch events received (listings included), by kind.",
+    ["kind"],
     registry=REGISTRY,
 )
 CHILDREN_APPLIED = Counter(

@@ -212,3 +212,25 @@ def unavailable_in(status: LLMDeploymentStatus, now: str, grace: float) -> float
         return None
     left = grace - _since(down, now)
     return left if left > 0 else None
+
+
+def progress_only(before: LLMDeploymentStatus, after: LLMDeploymentStatus) -> bool:
+    """`after` tells only how far pods have come since `before`: ready counts, and the reason
+    and message of a Ready condition that stays False and of Progressing. Such a status can
+    wait a few seconds and be written with the next change (pods that load a model for
+    minutes would otherwise cost a status write for every pod scheduled, started or Ready)."""
+    ready = next((c for c in after.conditions if c.type == "Ready"), None)
+    if ready is None or ready.status != FALSE:
+        return False
+    return _without_progress(before) == _without_progress(after)
+
+
+def _without_progress(status: LLMDeploymentStatus) -> dict[str, object]:
+    data = status.model_dump(exclude={"ready_replicas"})
+    data["ready"] = (status.ready or "").rpartition("/")[2]  # the count asked for stays
+    for condition in data["conditions"]:
+        if condition["type"] in ("Ready", "Progressing"):
+            condition["reason"] = condition["message"] = None
+    for revision in data["revisions"]:
+        revision["ready_replicas"] = revision["ready_seconds"] = None
+    return data

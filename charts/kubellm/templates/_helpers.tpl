@@ -56,6 +56,42 @@ app.kubernetes.io/part-of: kubellm
 {{- end }}
 
 {{/*
+The operators to run, as a YAML list of {name, suffix, namespaces, replicas, peering}: one
+per entry of `shards` (each owns its namespaces, with its own peering), or a single one
+(`watchNamespaces`, `replicas`, `peering.name`) when no shards are set.
+*/}}
+{{- define "kubellm.shards" -}}
+{{- if and .Values.shards .Values.watchNamespaces }}
+{{- fail "set either shards (each with its namespaces) or watchNamespaces, not both" }}
+{{- end }}
+{{- $owner := dict }}
+{{- $shards := list }}
+{{- range $shard := .Values.shards }}
+{{- range $ns := $shard.namespaces }}
+{{- if hasKey $owner $ns }}
+{{- fail (printf "namespace %s is in shards %s and %s: each namespace belongs to one shard" $ns (get $owner $ns) $shard.name) }}
+{{- end }}
+{{- $_ := set $owner $ns $shard.name }}
+{{- end }}
+{{- $shards = append $shards (dict "name" $shard.name "suffix" (printf "-%s" $shard.name) "namespaces" $shard.namespaces "replicas" (default $.Values.replicas $shard.replicas) "peering" (printf "%s-%s" $.Values.peering.name $shard.name)) }}
+{{- else }}
+{{- $shards = list (dict "name" "" "suffix" "" "namespaces" .Values.watchNamespaces "replicas" .Values.replicas "peering" .Values.peering.name) }}
+{{- end }}
+{{- toYaml $shards }}
+{{- end }}
+
+{{/*
+Every namespace some operator of this release watches (empty: the whole cluster).
+*/}}
+{{- define "kubellm.watchedNamespaces" -}}
+{{- $all := list }}
+{{- range $shard := include "kubellm.shards" . | fromYamlArray }}
+{{- $all = concat $all ($shard.namespaces | default list) }}
+{{- end }}
+{{- toYaml $all }}
+{{- end }}
+
+{{/*
 Peering is on unless the operator runs standalone.
 */}}
 {{- define "kubellm.peering" -}}
@@ -127,19 +163,21 @@ kubellm.rbac.namespacedRules: what the operator needs in every namespace it serv
 {{- end }}
 
 {{/*
-kubellm.rbac.discoveryRules and kubellm.rbac.clusterwideRules: cluster-scoped needs. Kopf watches CRDs to discover resources in
-every mode; namespaces and ClusterKopfPeerings only when it watches the whole cluster.
+kubellm.rbac.discoveryRules and kubellm.rbac.clusterwideRules: cluster-scoped needs. Kopf watches CRDs to discover resources,
+and namespaces, in every mode (with --namespace it lists namespaces to see which of its own
+exist; without that right it retries for about a minute at every start); ClusterKopfPeerings
+only when it watches the whole cluster.
 */}}
 {{- define "kubellm.rbac.discoveryRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
-{{- end }}
-
-{{- define "kubellm.rbac.clusterwideRules" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{- define "kubellm.rbac.clusterwideRules" -}}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings", "kopfpeerings"]
   verbs: ["get", "list", "watch", "patch", "create"]

@@ -23,7 +23,7 @@ from kubellm.controller.cache import Cache
 from kubellm.controller.leadership import Peering
 from kubellm.controller.reconcile import Reconciler
 from kubellm.controller.runtime import Runtime
-from kubellm.handlers import register
+from kubellm.handlers import configure, register
 from kubellm.k8s.client import KubeClient
 from kubellm.metrics import REGISTRY
 
@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=300.0,
         help="serving pods Ready=False this long (not loading) turn the object Degraded",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=32,
+        help="LLMDeployments reconciled at once (each writes its children at once)",
     )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--peering", default="kubellm", help="Kopf peering object name")
@@ -85,6 +91,7 @@ def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
     # A replica that dies without saying goodbye (SIGKILL, a lost node) holds the lead until
     # its keep-alive expires: 20 s, renewed every 10-15 s, instead of Kopf's 60 s.
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
+    configure(settings)
     return settings
 
 
@@ -137,6 +144,7 @@ async def run_operator(args: argparse.Namespace) -> None:
             cache,
             client,
             args.resync_seconds,
+            workers=args.workers,
             peering=peering,
             namespaces=tuple(args.namespace),
         )

@@ -25,14 +25,14 @@ OwnerKey = tuple[str, str]  # namespace, name
 Scope = tuple[str, str]  # kind, namespace ("": every namespace) of one watch
 OWNER_KIND = "LLMDeployment"
 POD_KIND = "Pod"
-LISTING_QUIET_SECONDS = 2.0  # a listing's events arrive in a burst
+LISTING_QUIET_SECONDS = 2.0  # a listing's events arrive in a burst: over after this silence
 
 
 @dataclass
 class _Listing:
     """Objects of one kind seen since a listing began, to find those no longer there."""
 
-    started: float
+    last: float  # when its latest object arrived (a listing of 10,000 takes a while)
     seen: set[tuple[str, str]] = field(default_factory=set)  # namespace, name
 
 
@@ -52,21 +52,35 @@ class Cache:
     relisting: dict[Scope, _Listing] = field(default_factory=dict)
     # where each object was filed, to move or drop it when its owner label changes
     placed: dict[tuple[str, str, str], OwnerKey] = field(default_factory=dict)
+    # per owner, a number that grows with every event about it or its children and pods
+    versions: defaultdict[OwnerKey, int] = field(default_factory=lambda: defaultdict(int))
 
     def observe(self, kind: str, event: str | None, body: Mapping[str, Any]) -> OwnerKey | None:
         """Take one watch event (type None: part of a listing); returns the owner it concerns."""
+        key = self._observe(kind, event, body)
+        if key is not None:
+            self.versions[key] += 1
+        return key
+
+    def version(self, key: OwnerKey) -> int:
+        """Unchanged while no event concerned the owner: what a reconcile reads is the same."""
+        return self.versions.get(key, 0)
+
+    def _observe(self, kind: str, event: str | None, body: Mapping[str, Any]) -> OwnerKey | None:
         meta = body.get("metadata") or {}
         ident = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         self._track_listing(kind, event, ident)
         if kind == OWNER_KIND:
             if event == "DELETED":
                 self.owners.pop(ident, None)
+                self.versions.pop(ident, None)
             else:
-                self.owners[ident] = body
+                self.owners[ident] = _lean(body)
             return ident
         previous = self.placed.pop((kind, *ident), None)
         if previous is not None:
             self._drop(kind, ident, previous)
+            self.versions[previous] += 1
         # Unlabelled by hand (`managed-by` or `instance` removed): no longer ours to read, so
         # its owner is looked at again and puts the labels back.
         key = owner_key(body) if _managed(body) else None
@@ -104,11 +118,12 @@ class Cache:
                 self.relisting.setdefault((other, namespace), _Listing(self.clock()))
         listing = self.relisting.setdefault(scope, _Listing(self.clock()))
         listing.seen.add(ident)
+        listing.last = self.clock()
 
     def relists_due(self) -> list[Scope]:
         """Watches whose listing burst is over: time to look for objects it did not show."""
         now = self.clock()
-        return [k for k, v in self.relisting.items() if now - v.started >= LISTING_QUIET_SECONDS]
+        return [k for k, v in self.relisting.items() if now - v.last >= LISTING_QUIET_SECONDS]
 
     def unseen(self, scope: Scope) -> list[tuple[str, str]]:
         """Objects of a watch's kind (and namespace) in the cache that its last listing did
@@ -130,10 +145,12 @@ class Cache:
         """An object the API no longer has: drop it; returns the owner to reconcile."""
         if kind == OWNER_KIND:
             self.owners.pop((namespace, name), None)
+            self.versions.pop((namespace, name), None)
             return (namespace, name)
         owner = self.placed.pop((kind, namespace, name), None)
         if owner is not None:
             self._drop(kind, (namespace, name), owner)
+            self.versions[owner] += 1
         return owner
 
     def owner(self, key: OwnerKey) -> Mapping[str, Any] | None:
@@ -149,3 +166,18 @@ class Cache:
 def _managed(body: Mapping[str, Any]) -> bool:
     labels = (body.get("metadata") or {}).get("labels") or {}
     return bool(labels.get(MANAGED_BY) == "kubellm")
+
+
+_UNREAD_METADATA = ("managedFields", "ownerReferences")
+_UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def _lean(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The owner as a reconcile reads it: without what no reconcile reads and costs memory
+    for every object (field managers, kubectl's copy of the whole last-applied object)."""
+    meta = body.get("metadata") or {}
+    lean = {k: v for k, v in meta.items() if k not in _UNREAD_METADATA}
+    annotations = meta.get("annotations")
+    if annotations and any(a in annotations for a in _UNREAD_ANNOTATIONS):
+        lean["annotations"] = {k: v for k, v in annotations.items() if k not in _UNREAD_ANNOTATIONS}
+    return {**body, "metadata": lean}

@@ -25,10 +25,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from kubellm import FIELD_MANAGER
+from kubellm.controller.memo import Memo
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
 _SUFFIX = {
@@ -51,7 +52,7 @@ def _number(text: str) -> str | None:
         return None
     try:
         value = Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
-    except InvalidOperation:
+    except ArithmeticError:  # not a number after all (a hex digest "12e34...": overflow)
         return None
     return format(value.normalize(), "f") if value.is_finite() else None
 
@@ -73,8 +74,17 @@ def normalize(value: Any) -> Any:
 
 
 def digest(obj: Any) -> str:
+    """Remembered by content: each reconcile digests every child it renders, each watch
+    event the child it shows, mostly as they were last time."""
+    return _DIGESTS.get(obj, lambda: _digest(obj))
+
+
+def _digest(obj: Any) -> str:
     canonical = json.dumps(normalize(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+_DIGESTS: Memo[str] = Memo(1 << 16)
 
 
 def desired_digest(obj: Mapping[str, Any]) -> str:

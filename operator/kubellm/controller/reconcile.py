@@ -10,9 +10,11 @@ Every failure ends as a condition and one Event; the caller backs off.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -38,6 +40,7 @@ from kubellm.controller.children import (
 )
 from kubellm.controller.drift import desired_digest, overlay
 from kubellm.controller.expectations import Expectations
+from kubellm.controller.memo import Memo
 from kubellm.k8s.client import ApiError
 from kubellm.k8s.prometheus import credentials_or_error, run_analysis
 from kubellm.render import InvalidSpecError, RenderContext, render_children, resolve
@@ -68,6 +71,7 @@ from kubellm.status import (
     UNAVAILABLE_GRACE_SECONDS,
     Observation,
     compose,
+    progress_only,
     sizing_status,
     unavailable_in,
 )
@@ -78,6 +82,13 @@ ABORT = f"{GROUP}/abort"
 REFUSED = "RefusedByAPIServer"
 STALE_RETRY_SECONDS = 0.5
 STALE_TTL_SECONDS = 30.0
+# A status that only tells how far pods have come waits this long after the last status
+# write (it is written with the next real change, or when the time is up).
+STATUS_BATCH_SECONDS = 10.0
+# A look that finds nothing changed since a reconcile that wrote nothing is skipped; a full
+# reconcile still runs at least this often.
+FULL_LOOK_SECONDS = 600.0
+RESOLUTIONS_KEPT = 1024
 LOGGER = logging.getLogger("kubellm.reconcile")
 
 
@@ -135,19 +146,30 @@ class Reconciler:
     # (uid, revision) -> values a redacted snapshot points to, read from the live workload
     harvested: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     gpu_node_labels: GpuNodeLabels = "nvidia"  # `kubellm run --gpu-node-labels`
+    # resolved specs by content: a reconcile resolves the spec, and every revision it runs
+    resolutions: Memo[Resolved] = field(default_factory=lambda: Memo(RESOLUTIONS_KEPT))
+    status_written_at: dict[str, float] = field(default_factory=dict)  # uid -> monotonic
+    # owner -> (what it read: cache version, APIs; look again fully by then (monotonic))
+    quiet: dict[OwnerKey, tuple[tuple[int, frozenset[str]], float]] = field(default_factory=dict)
 
-    def saw(self, body: Mapping[str, Any]) -> None:
-        """The watch delivered this version of an LLMDeployment."""
+    def saw(self, body: Mapping[str, Any]) -> bool:
+        """The watch delivered this version of an LLMDeployment; True when it is the echo of
+        our own last status write, which tells nothing the reconcile that wrote it did not
+        know (that reconcile already asked for its next look)."""
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or "")
         if uid in self.written and self.written[uid][0] == meta.get("resourceVersion"):
             del self.written[uid]
+            return True
+        return False
 
     def forget(self, key: OwnerKey, uid: str | None = None) -> None:
         self.expectations.pop(key, None)
+        self.quiet.pop(key, None)
         if uid:
             self.written.pop(uid, None)
             self.handled.pop(uid, None)
+            self.status_written_at.pop(uid, None)
             for harvested in [k for k in self.harvested if k[0] == uid]:
                 del self.harvested[harvested]
         metrics.forget(*key)
@@ -167,12 +189,19 @@ class Reconciler:
         uid, generation = str(meta.get("uid") or ""), int(meta.get("generation") or 0)
         if self._stale(uid, meta.get("resourceVersion"), generation):
             return STALE_RETRY_SECONDS
+        read = (self.cache.version(key), self.apis)
+        quiet = self.quiet.pop(key, None)
+        if quiet is not None and quiet[0] == read and self.monotonic() < quiet[1]:
+            # nothing new since a reconcile that wrote nothing: this one would write nothing
+            self.quiet[key] = quiet
+            metrics.RECONCILES_UNCHANGED.inc()
+            return quiet[1] - self.monotonic()
         now = self.clock()
         previous = _status_of(body)
         children = self.cache.children_of(key)
         pods = self.cache.pods_of(key)
         try:
-            resolved = resolve(body)
+            resolved = self._resolve(body)
             rebuilt = await self._rebuild(body, resolved, previous, children)
             decision = await self._plan(body, resolved, rebuilt, previous, children, pods, now)
             ctx = RenderContext(
@@ -200,7 +229,9 @@ class Reconciler:
         if refused:  # keep saying so until an apply goes through
             observation = replace(observation, spec_problems=refused, spec_reason=REFUSED)
         status = compose(observation)
-        written = await self._write_status(body, previous, status)
+        held = None if refused else self._hold_status(uid, previous, status)
+        version = str(meta.get("resourceVersion") or "")
+        written = version if held else await self._write_status(body, previous, status)
         if written is None:
             return STALE_RETRY_SECONDS  # the object changed since it was read: plan again
         self.handled[uid] = max(generation, self.handled.get(uid, 0))
@@ -209,7 +240,7 @@ class Reconciler:
             await self._event(body, event.type, event.reason, event.message)
         await self._report_transitions(body, previous, status)
         try:
-            await self._converge(key, body, desired, children, rebuilt)
+            changed = await self._converge(key, body, desired, children, rebuilt)
         except ChildRefusedError as error:
             await self._failed(body, observation, status, written, error)
             raise ReconcileError(str(error)) from error
@@ -218,7 +249,27 @@ class Reconciler:
             await self._write_status(body, status, accepted, written)
             status = accepted
         self._export(key, status, resolved, decision)
-        return self._requeue(key, decision, status, now)
+        after = self._requeue(key, decision, status, now, held)
+        if not (changed or held or refused or decision.events or written != version):
+            self.quiet[key] = (read, self.monotonic() + min(after or math.inf, FULL_LOOK_SECONDS))
+        return after
+
+    def _hold_status(
+        self, uid: str, previous: LLMDeploymentStatus, status: LLMDeploymentStatus
+    ) -> float | None:
+        """Seconds to hold back a status that only tells how far pods have come (None: write
+        it now): at most one such write per `STATUS_BATCH_SECONDS`."""
+        if not progress_only(previous, status):
+            return None
+        left = self.status_written_at.get(uid, -math.inf) + STATUS_BATCH_SECONDS
+        left -= self.monotonic()
+        return left if left > 0 else None
+
+    def _resolve(self, body: Mapping[str, Any]) -> Resolved:
+        """`resolve`, remembered by what it reads (the owner's identity and its spec)."""
+        owner = owner_of(body)
+        inputs = [owner.namespace, owner.name, owner.uid, owner.generation, body.get("spec")]
+        return self.resolutions.get(inputs, lambda: resolve(body))
 
     def _stale(self, uid: str, resource_version: str | None, generation: int) -> bool:
         """A body older than our own last status write, or than a generation handled."""
@@ -279,7 +330,7 @@ class Reconciler:
                 )
                 continue
             try:
-                other = resolve(
+                other = self._resolve(
                     {**body, "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True)}
                 )
             except InvalidSpecError as invalid:
@@ -467,20 +518,42 @@ class Reconciler:
         desired: Sequence[dict[str, Any]],
         children: Sequence[Child],
         rebuilt: Rebuilt,
-    ) -> None:
-        """Apply what is missing, changed or drifted; delete what is no longer wanted."""
+    ) -> bool:
+        """Apply what is missing, changed or drifted; delete what is no longer wanted.
+        Returns whether it wrote anything."""
         expect = self.expectations.setdefault(key, Expectations())
         live = {c.key: c for c in children}
         now = self.monotonic()
-        done: list[str] = []
-        for obj in desired:
+
+        async def apply(obj: dict[str, Any], child: Child | None, wanted: str) -> str:
             meta = obj["metadata"]
-            ckey = (obj["kind"], meta.get("namespace", ""), meta["name"])
+            try:
+                if child is not None and child.foreign:
+                    await self._repair(obj)
+                answer = await self.api.apply(obj)
+            except ApiError as error:
+                raise ChildRefusedError(obj["kind"], meta["name"], error) from error
+            expect.record_apply(_key_of(obj), wanted, summarize(answer), now)
+            metrics.CHILDREN_APPLIED.labels(obj["kind"]).inc()
+            verb = "created" if child is None else "repaired" if child.foreign else "updated"
+            return f"{verb} {obj['kind']} {meta['name']}"
+
+        async def delete(child: Child) -> str:
+            try:
+                await self.api.delete(child.kind, child.namespace, child.name)
+            except ApiError as error:
+                raise ChildRefusedError(child.kind, child.name, error) from error
+            expect.record_delete(child.key, now)
+            return f"deleted {child.kind} {child.name}"
+
+        applies = []
+        for obj in desired:
+            ckey = _key_of(obj)
             child = live.get(ckey)
             if child is not None and child.deleting:
                 continue  # on its way out: recreated once the watch shows it gone
             wanted = desired_digest(obj)
-            meta.setdefault("annotations", {})[APPLIED_HASH] = wanted
+            obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = wanted
             wanted_live = desired_digest(obj)
             if obj["kind"] == SNAPSHOT_KIND:  # immutable: created once, never updated
                 if child is not None:
@@ -490,41 +563,22 @@ class Reconciler:
                     continue
             elif not expect.needs_apply(ckey, wanted, wanted_live, child, now):
                 continue
-            try:
-                if child is not None and child.foreign:
-                    await self._repair(obj)
-                answer = await self.api.apply(obj)
-            except ApiError as error:
-                raise ChildRefusedError(obj["kind"], meta["name"], error) from error
-            expect.record_apply(ckey, wanted, summarize(answer), now)
-            metrics.CHILDREN_APPLIED.labels(obj["kind"]).inc()
-            verb = (
-                "repaired"
-                if child is not None and child.foreign
-                else "updated"
-                if child
-                else "created"
-            )
-            done.append(f"{verb} {obj['kind']} {meta['name']}")
-        wanted_keys = {
-            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in desired
-        }
+            applies.append((obj, child, wanted))
+        done = await _together(apply(*args) for args in applies)
+        wanted_keys = {_key_of(o) for o in desired}
         # Workloads of revisions that run but cannot be rebuilt are left exactly as they are.
         kept = set(rebuilt.unrecoverable)
-        for child in children:
-            if child.key in wanted_keys or child.deleting or child.revision in kept:
-                continue
-            if expect.needs_delete(child.key, now):
-                try:
-                    await self.api.delete(child.kind, child.namespace, child.name)
-                except ApiError as error:
-                    raise ChildRefusedError(child.kind, child.name, error) from error
-                expect.record_delete(child.key, now)
-                done.append(f"deleted {child.kind} {child.name}")
+        done += await _together(
+            delete(child)
+            for child in children
+            if not (child.key in wanted_keys or child.deleting or child.revision in kept)
+            and expect.needs_delete(child.key, now)
+        )
         expect.forget_gone(set(live))
         if done:
             LOGGER.info("%s/%s: %s", key[0], key[1], "; ".join(done))
             await self._event(body, "Normal", "Applied", "; ".join(done))
+        return bool(done)
 
     async def _repair(self, desired: Mapping[str, Any]) -> None:
         """Someone else holds part of this child, which an apply cannot take back: replace it
@@ -574,7 +628,9 @@ class Reconciler:
                 return None
             raise
         written = str((answer.get("metadata") or {}).get("resourceVersion") or "")
-        self.written[str(meta.get("uid") or "")] = (written, self.monotonic())
+        uid = str(meta.get("uid") or "")
+        self.written[uid] = (written, self.monotonic())
+        self.status_written_at[uid] = self.monotonic()
         return written
 
     async def _refuse(
@@ -701,11 +757,21 @@ class Reconciler:
     # -------------------------------------------------------------------- timing
 
     def _requeue(
-        self, key: OwnerKey, decision: Plan, status: LLMDeploymentStatus, now: datetime
+        self,
+        key: OwnerKey,
+        decision: Plan,
+        status: LLMDeploymentStatus,
+        now: datetime,
+        held: float | None = None,
     ) -> float | None:
         """When this object needs a look regardless of events: a rollout timer, the grace
-        period of unready pods, or our own writes the watch has not shown yet."""
-        due = [decision.requeue_after, unavailable_in(status, rfc3339(now), self.unavailable_grace)]
+        period of unready pods, a status held back, or our own writes the watch has not
+        shown yet."""
+        due = [
+            decision.requeue_after,
+            unavailable_in(status, rfc3339(now), self.unavailable_grace),
+            held,
+        ]
         expect = self.expectations.get(key)
         if expect is not None and (expect.applied or expect.deleted):
             due.append(expect.ttl)
@@ -745,6 +811,21 @@ class Reconciler:
     def _export_phase(namespace: str, name: str, status: LLMDeploymentStatus) -> None:
         for phase in metrics.PHASES:
             metrics.PHASE.labels(namespace, name, phase).set(1 if status.phase == phase else 0)
+
+
+def _key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return (obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+async def _together(writes: Iterable[Awaitable[str]]) -> list[str]:
+    """Independent writes at once: one round trip, not one per child. Once all are done,
+    the first failure (in their order) is raised."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if isinstance(r, str)]
 
 
 def _status_of(body: Mapping[str, Any]) -> LLMDeploymentStatus:

@@ -70,6 +70,7 @@ class Runtime:
 
     def observe(self, kind: str, event: str | None, body: Mapping[str, Any]) -> None:
         """One watch event from Kopf (type None: part of a listing)."""
+        metrics.WATCH_EVENTS.labels(kind).inc()
         key = self.cache.observe(kind, event, body)
         if key is None:
             return
@@ -78,8 +79,7 @@ class Runtime:
         elif event == "DELETED":
             self.queue.forget(key)
             self.reconciler.forget(key, str((body.get("metadata") or {}).get("uid") or ""))
-        else:
-            self.reconciler.saw(body)
+        elif not self.reconciler.saw(body):
             self.queue.add(key)
 
     # ------------------------------------------------------------------ tasks

@@ -17,7 +17,16 @@ import aiohttp
 import kopf
 
 from kubellm import FIELD_MANAGER
-from kubellm.metrics import API_WRITES
+from kubellm.metrics import API_REQUESTS, API_WRITES
+
+_VERBS = {
+    ("GET", ""): "get",
+    ("POST", ""): "create",
+    ("PUT", ""): "update",
+    ("DELETE", ""): "delete",
+    ("PATCH", "application/apply-patch+yaml"): "apply",
+    ("PATCH", "application/merge-patch+json"): "patch",
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,24 @@ def _error(status: int, payload: Any) -> ApiError:
     )
 
 
+def _where(path: str) -> tuple[str, str]:
+    """(namespace, resource[/subresource]) of an API path, for the request counters."""
+    parts = path.strip("/").split("/")
+    namespace = ""
+    if "namespaces" in parts[:-1]:
+        at = parts.index("namespaces")
+        namespace = parts[at + 1]
+        rest = parts[at + 2 :]
+        if not rest:
+            return "", "namespaces"
+    else:
+        rest = parts[2:] if parts[0] == "api" else parts[3:]
+    resource = rest[0] if rest else "/".join(parts) or "/"
+    if len(rest) >= 3:
+        resource += "/" + rest[2]
+    return namespace, resource
+
+
 class KubeClient:
     """Async Kubernetes REST calls with the operator's credentials."""
 
@@ -93,7 +120,7 @@ class KubeClient:
         self.server = info.server.rstrip("/")
         self._session = aiohttp.ClientSession(
             headers=info.as_http_headers(),
-            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=32),
+            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=64),
             timeout=aiohttp.ClientTimeout(total=30),
         )
 
@@ -109,11 +136,11 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
+        namespace, resource = _where(path)
         if method != "GET":
-            namespace = (
-                path.split("/namespaces/")[1].split("/")[0] if "/namespaces/" in path else ""
-            )
             API_WRITES.labels(method, namespace).inc()
+        verb = _VERBS.get((method, content_type if method == "PATCH" else ""), method.lower())
+        API_REQUESTS.labels(verb, resource).inc()
         async with self._session.request(
             method,
             self.server + path,
