@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kubellm.api.models import (
+    AutoscalingStatus,
     Condition,
     HistoryEntry,
     LLMDeploymentStatus,
@@ -20,6 +21,7 @@ from kubellm.api.models import (
     RolloutStatus,
     SizingStatus,
 )
+from kubellm.render import Resolved
 from kubellm.sizing import SizingPlan
 
 TRUE: Literal["True"] = "True"
@@ -43,6 +45,7 @@ class Observation:
     stats: RolloutStats | None
     degraded: tuple[str, str] | None  # (reason, message) from the rollout, e.g. RolledBack
     stalled: tuple[str, str] | None  # (reason, message) of a workload that stopped progressing
+    autoscaling: AutoscalingStatus | None = None  # autoscaling_status(resolved)
 
 
 def sizing_status(plan: SizingPlan, gpu_type: str | None) -> SizingStatus:
@@ -60,6 +63,21 @@ def sizing_status(plan: SizingPlan, gpu_type: str | None) -> SizingStatus:
         per_gpu_capacity_gi_b=round(plan.per_gpu_capacity_gib, 2),
         max_concurrent_sequences=plan.max_concurrent_sequences,
         reason=plan.reason,
+    )
+
+
+def autoscaling_status(resolved: Resolved) -> AutoscalingStatus | None:
+    """The autoscaler's effective target, for status.autoscaling (None without autoscaling)."""
+    planned, spec = resolved.autoscaling, resolved.spec.autoscaling
+    if planned is None or spec is None:
+        return None
+    return AutoscalingStatus(
+        metric=planned.metric,
+        target=planned.target,
+        source="auto" if planned.auto else "spec",
+        ttft_slo=spec.ttft_slo,
+        sustainable_tokens_per_second=planned.sustainable_tokens_per_second,
+        reason=planned.reason,
     )
 
 
@@ -159,6 +177,7 @@ def compose(o: Observation) -> LLMDeploymentStatus:
         ready=f"{ready}/{o.desired_replicas}",
         selector=o.selector,
         sizing=o.sizing or o.previous.sizing,
+        autoscaling=o.previous.autoscaling if o.spec_problems else o.autoscaling,
         revisions=list(o.revisions),
         rollout=o.rollout,
         history=list(o.history),

@@ -194,8 +194,8 @@ def _target_value(value: float) -> str:
 
 def horizontal_pod_autoscaler(ctx: RenderContext) -> dict[str, Any]:
     """Scale the LLMDeployment itself (its scale subresource) on a per-pod engine signal."""
-    autoscaling = ctx.resolved.spec.autoscaling
-    assert autoscaling is not None
+    autoscaling, planned = ctx.resolved.spec.autoscaling, ctx.resolved.autoscaling
+    assert autoscaling is not None and planned is not None
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -211,7 +211,7 @@ def horizontal_pod_autoscaler(ctx: RenderContext) -> dict[str, Any]:
                         "metric": {"name": ADAPTER_METRIC[autoscaling.metric]},
                         "target": {
                             "type": "AverageValue",
-                            "averageValue": _target_value(autoscaling.target),
+                            "averageValue": _target_value(planned.target),
                         },
                     },
                 }
@@ -233,8 +233,8 @@ def signal_query(source: MetricSource, selector: str, window: str = "1m") -> str
 
 def scaled_object(ctx: RenderContext) -> dict[str, Any]:
     """KEDA: the same signal, queried from Prometheus directly."""
-    autoscaling = ctx.resolved.spec.autoscaling
-    assert autoscaling is not None
+    autoscaling, planned = ctx.resolved.spec.autoscaling, ctx.resolved.autoscaling
+    assert autoscaling is not None and planned is not None
     source = ctx.resolved.engine.signals[AUTOSCALING_SIGNAL[autoscaling.metric]]
     assert source is not None  # every engine provides the autoscaling signals
     owner = ctx.resolved.owner
@@ -255,7 +255,7 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
                     "metadata": {
                         "serverAddress": autoscaling.prometheus_url or "",
                         "query": signal_query(source, selector),
-                        "threshold": str(autoscaling.target),
+                        "threshold": f"{planned.target:g}",
                     },
                 }
             ],

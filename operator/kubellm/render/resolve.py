@@ -16,6 +16,7 @@ from kubellm import GROUP, KIND, VERSION
 from kubellm.api.models import MAX_NAME_LENGTH, LLMDeploymentSpec
 from kubellm.engines import ENGINES, Engine
 from kubellm.engines.base import conflicting_flags
+from kubellm.rollout.durations import parse_duration
 from kubellm.rollout.revision import revision_of
 from kubellm.sizing import (
     GPUType,
@@ -28,6 +29,13 @@ from kubellm.sizing import (
     plan,
     resolve_gpu,
     resolve_model,
+)
+from kubellm.sizing.capacity import (
+    AutoscalingPlan,
+    ReplicaCapacity,
+    batch_limit_of,
+    plan_autoscaling,
+    replica_capacity,
 )
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -67,6 +75,8 @@ class Resolved:
     sizing: SizingPlan
     image: str
     revision: str
+    capacity: ReplicaCapacity | None = None  # None: the GPU's speed is unknown (memoryGiB)
+    autoscaling: AutoscalingPlan | None = None  # with spec.autoscaling: the effective target
 
 
 class InvalidSpecError(Exception):
@@ -229,9 +239,20 @@ def resolve(obj: Mapping[str, Any]) -> Resolved:
         problems.append(gpu)
     if isinstance(model, Problem) or isinstance(gpu, Problem):
         raise InvalidSpecError(owner, problems)
-    sizing = plan(sizing_request(spec, engine, model, gpu))
+    request = sizing_request(spec, engine, model, gpu)
+    sizing = plan(request)
     if not sizing.fits:
         problems.append(Problem(f"spec.{sizing.field or 'resources'}", sizing.reason))
+        raise InvalidSpecError(owner, problems)
+    capacity = replica_capacity(request, sizing, gpu, batch_limit_of(request)) if gpu else None
+    autoscaling: AutoscalingPlan | None = None
+    if spec.autoscaling:
+        a = spec.autoscaling
+        planned = plan_autoscaling(a.metric, a.target, parse_duration(a.ttft_slo), capacity)
+        if isinstance(planned, str):
+            problems.append(Problem("spec.autoscaling.target", planned))
+        else:
+            autoscaling = planned
     if problems:
         raise InvalidSpecError(owner, problems)
     image = spec.engine.image or engine.default_image
@@ -244,4 +265,6 @@ def resolve(obj: Mapping[str, Any]) -> Resolved:
         sizing=sizing,
         image=image,
         revision=revision_of(spec, image),
+        capacity=capacity,
+        autoscaling=autoscaling,
     )
