@@ -344,7 +344,8 @@ start_autoscaling() {
       --enable-cert-rotation=false "${CLIENT_RATES[@]}" --zap-log-level=info
     start keda-adapter "${keda_env[@]}" "$B/keda-adapter" "${serving[@]}" --secure-port="$KEDA_ADAPTER_PORT" \
       --cert-dir="$P/keda" --metrics-service-address="127.0.0.1:$KEDA_GRPC_PORT" \
-      --port="$KEDA_ADAPTER_METRICS_PORT" --kubeconfig="$KUBECONFIG_FILE" "${CLIENT_RATES[@]}"
+      --port="$KEDA_ADAPTER_METRICS_PORT" --kubeconfig="$KUBECONFIG_FILE" --lister-kubeconfig="$KUBECONFIG_FILE" \
+      "${CLIENT_RATES[@]}"
     apiservice_manifest keda keda-metrics-apiserver "$KEDA_ADAPTER_PORT" external.metrics.k8s.io v1beta1 |
       kc apply --server-side --force-conflicts --field-manager=kubelocal -f - >/dev/null
   fi

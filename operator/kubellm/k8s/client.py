@@ -191,6 +191,15 @@ class KubeClient:
     async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
         return await self._request("GET", KINDS[kind].path(namespace, name))
 
+    async def list(
+        self, kind: str, namespace: str | None, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind (every namespace when `namespace` is None), by label selector."""
+        params = {"labelSelector": label_selector} if label_selector else None
+        body = await self._request("GET", KINDS[kind].collection(namespace), params=params)
+        items: list[dict[str, Any]] = body.get("items", [])
+        return items
+
     async def served_group_versions(self) -> frozenset[str]:
         """Every `group/version` the API server serves (to skip optional kinds)."""
         groups = await self._request("GET", "/apis")

@@ -1,8 +1,12 @@
 """An OpenAI-shaped engine stand-in: completions, models, health and the engine's metrics.
 
-Latency, time to first token and failures are set per process, so a canary can be made
-slow or failing on purpose. Failures are spread evenly (every 1/rate-th request), not
-drawn at random, so a short test sees exactly the configured rate.
+Two ways to answer. With a `capacity` (from the sizing plan of a model on a GPU), requests go
+through `BatchingEngine`: they queue for batch slots, prefill and decode at the speed of the
+GPUs, so latency and the engine's metrics move with load as a real engine's do. Without one,
+each request takes a fixed latency (a canary made slow on purpose). Failures are spread
+evenly (every 1/rate-th request), not drawn at random, so a short test sees exactly the
+configured rate. A `cold_start` keeps health, metrics and completions answering 503 for that
+long, as an engine loading its weights does.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from typing import Any
 from aiohttp import web
 
 from kubellm.engines import get_engine
+from kubellm.simulator.engine import BatchingEngine
 from kubellm.simulator.metrics import EngineMetrics, Outcome, engine_metrics
+from kubellm.sizing.capacity import ReplicaCapacity
 
 MAX_TOKENS_LIMIT = 4096
 _STATE: web.AppKey[_State] = web.AppKey("state")
@@ -31,6 +37,8 @@ class SimulatorConfig:
     tokens_per_second: float = 500.0
     error_rate: float = 0.0  # share of requests answered with HTTP 500
     fail_after: int | None = None  # after this many requests: every request fails, /health 503
+    capacity: ReplicaCapacity | None = None  # serve at the speed of these GPUs (see above)
+    cold_start: float = 0.0  # seconds before the engine answers at all
 
 
 class _State:
@@ -39,6 +47,14 @@ class _State:
         self.metrics: EngineMetrics = engine_metrics(config.engine, config.model)
         self.requests = 0
         self.running = 0
+        self.ready_at = time.monotonic() + config.cold_start
+        self.engine = (
+            BatchingEngine(config.capacity, self.metrics.load) if config.capacity else None
+        )
+
+    @property
+    def loading(self) -> bool:
+        return time.monotonic() < self.ready_at
 
     def fails(self) -> bool:
         """Count one request; whether it fails (evenly spread at error_rate)."""
@@ -79,36 +95,36 @@ async def start(
 
 
 async def _completion(request: web.Request) -> web.Response:
-    state = request.app[_STATE]
-    config = state.config
     try:
         body: dict[str, Any] = await request.json()
     except ValueError:
         return _error(400, "BadRequestError", "request body is not JSON")
+    return await answer(request.app, body, chat=request.path.endswith("/chat/completions"))
+
+
+async def answer(app: web.Application, body: dict[str, Any], chat: bool) -> web.Response:
+    """One completion from the simulator serving `app` (also called by the fleet's router)."""
+    state = app[_STATE]
+    config = state.config
+    if state.loading:
+        return _error(503, "ServiceUnavailableError", "the engine is loading the model")
     model = body.get("model", config.model)
     if model != config.model:
         return _error(404, "NotFoundError", f"The model `{model}` does not exist.")
-    chat = request.path.endswith("/chat/completions")
-    prompt = _prompt_text(body, chat)
+    prompt_tokens = _prompt_tokens(body, chat)
     max_tokens = min(int(body.get("max_tokens") or 16), MAX_TOKENS_LIMIT)
     failing = state.fails()
-    ttft = config.ttft
-    latency = max(config.latency, ttft + max_tokens / config.tokens_per_second)
-    state.running += 1
-    _report_load(state)
-    start = time.monotonic()
-    try:
-        await asyncio.sleep(latency)
-    finally:
-        state.running -= 1
-        _report_load(state)
-    outcome = Outcome(
-        ok=not failing,
-        prompt_tokens=max(1, len(prompt) // 4),
-        generated_tokens=max_tokens,
-        time_to_first_token=min(ttft, latency),
-        latency=time.monotonic() - start,
-    )
+    if state.engine is not None:
+        served = await state.engine.generate(prompt_tokens, max_tokens)
+        outcome = Outcome(
+            not failing,
+            served.prompt_tokens,
+            served.generated_tokens,
+            served.time_to_first_token,
+            served.latency,
+        )
+    else:
+        outcome = await _fixed_latency(state, prompt_tokens, max_tokens, failing)
     state.metrics.record(outcome)
     if failing:
         return _error(500, "InternalServerError", "simulated engine failure")
@@ -130,15 +146,45 @@ async def _completion(request: web.Request) -> web.Response:
                 "completion_tokens": max_tokens,
                 "total_tokens": outcome.prompt_tokens + max_tokens,
             },
+            # Not in OpenAI's schema: what the engine measured, for load generators.
+            "timings": {"ttft": outcome.time_to_first_token, "latency": outcome.latency},
         }
     )
 
 
-def _prompt_text(body: dict[str, Any], chat: bool) -> str:
+async def _fixed_latency(
+    state: _State, prompt_tokens: int, max_tokens: int, failing: bool
+) -> Outcome:
+    config = state.config
+    latency = max(config.latency, config.ttft + max_tokens / config.tokens_per_second)
+    state.running += 1
+    _report_load(state)
+    start = time.monotonic()
+    try:
+        await asyncio.sleep(latency)
+    finally:
+        state.running -= 1
+        _report_load(state)
+    return Outcome(
+        ok=not failing,
+        prompt_tokens=prompt_tokens,
+        generated_tokens=max_tokens,
+        time_to_first_token=min(config.ttft, latency),
+        latency=time.monotonic() - start,
+    )
+
+
+def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
+    """Prompt length: token ids when the prompt is a list of them (OpenAI allows it), else
+    about four characters per token."""
     if chat:
-        return " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        text = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        return max(1, len(text) // 4)
     prompt = body.get("prompt", "")
-    return " ".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt)
+    if isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
+        return max(1, len(prompt))
+    text = " ".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt)
+    return max(1, len(text) // 4)
 
 
 def _report_load(state: _State) -> None:
@@ -157,9 +203,18 @@ async def _models(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.Response(status=503 if request.app[_STATE].broken else 200)
+    state = request.app[_STATE]
+    return web.Response(status=503 if state.broken or state.loading else 200)
+
+
+def healthy(app: web.Application) -> bool:
+    state = app[_STATE]
+    return not (state.broken or state.loading)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[_STATE].metrics.render()
+    state = request.app[_STATE]
+    if state.loading:
+        return web.Response(status=503, text="loading")
+    body = state.metrics.render()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 from dataclasses import dataclass
 
 from .gpus import GPUType
@@ -163,6 +164,7 @@ class _Model:
         self.c = capacity
         self.w = workload
         self.tail = -math.log(1 - quantile)  # exponential tail factor of the quantile
+        self.z = statistics.NormalDist().inv_cdf(quantile)
         self.slots = capacity.batch_limit(workload)
         self.context = workload.prompt_tokens + workload.output_tokens / 2
 
@@ -191,11 +193,14 @@ class _Model:
         if self.prefill_share(rate) >= 1:
             return None
         running = self.running(rate)
-        service = self.service(rate, max(1.0, running))
-        offered = rate * service
-        if offered >= self.slots:
+        offered = rate * self.service(rate, max(1.0, running))
+        # Requests wait when the batch is full, and a full batch steps slower than the mean
+        # one: queue with the service time of a busy batch (the tail of a Poisson occupancy).
+        busy = min(float(self.slots), running + self.z * math.sqrt(max(running, 1.0)))
+        service = self.service(rate, busy)
+        if rate * service >= self.slots:
             return None
-        waits = _erlang_c(self.slots, offered)
+        waits = _erlang_c(self.slots, rate * service)
         drain = self.slots / service - rate  # requests/s the free slots absorb
         wait = math.log(waits * math.exp(self.tail)) / drain if waits > math.exp(-self.tail) else 0
         step = self.step(max(1.0, running)) / (1 - self.prefill_share(rate))
