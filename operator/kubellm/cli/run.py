@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--standalone", action="store_true", help="no peering: only for a single replica"
     )
+    parser.add_argument(
+        "--pod-monitor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one PodMonitor per LLMDeployment; --no-pod-monitor when another PodMonitor (the"
+        " chart's podMonitor.enabled) scrapes the engines, so no series is scraped twice",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -91,7 +98,8 @@ async def run_operator(args: argparse.Namespace) -> None:
     kopf.on.login(registry=registry)(lambda **_: info)
     start_http_server(args.metrics_port, registry=REGISTRY)
     async with aiohttp.ClientSession() as prometheus_session:
-        memo = Memo(Reconciler(client, apis, prometheus_session), args.resync_seconds)
+        reconciler = Reconciler(client, apis, prometheus_session, pod_monitor=args.pod_monitor)
+        memo = Memo(reconciler, args.resync_seconds)
         ticker = asyncio.create_task(tick(memo))
         try:
             await kopf.operator(

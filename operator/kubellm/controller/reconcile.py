@@ -67,6 +67,7 @@ class Reconciler:
     http: aiohttp.ClientSession | None = None
     clock: Callable[[], datetime] = utcnow
     expectations: Expectations = field(default_factory=Expectations)
+    pod_monitor: bool = True
 
     async def reconcile(
         self,
@@ -114,7 +115,7 @@ class Reconciler:
             resolved.spec, self._observe(body, resolved, previous, workloads, now, analysis)
         )
 
-        ctx = RenderContext(resolved, decision.targets, self.apis)
+        ctx = RenderContext(resolved, decision.targets, self.apis, pod_monitor=self.pod_monitor)
         desired = render_children(ctx)
         for obj in desired:
             await self._apply(body, obj, children)

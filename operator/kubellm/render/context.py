@@ -30,6 +30,7 @@ class RenderContext:
     resolved: Resolved
     revisions: tuple[RevisionTarget, ...]  # every serving revision; the spec's unless rolled back
     apis: frozenset[str] = field(default=OPTIONAL_APIS)
+    pod_monitor: bool = True  # one PodMonitor per LLMDeployment (off: the chart's scrapes all)
 
     @property
     def current(self) -> RevisionTarget | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from kubellm.simulator.metrics import EngineMetrics, Outcome, engine_metrics
 from kubellm.sizing.capacity import ReplicaCapacity
 
 MAX_TOKENS_LIMIT = 4096
+SIGNAL_WINDOW = 60.0  # seconds of generated tokens `signals` averages, as rate(...[1m]) does
 _STATE: web.AppKey[_State] = web.AppKey("state")
 
 
@@ -47,6 +49,7 @@ class _State:
         self.metrics: EngineMetrics = engine_metrics(config.engine, config.model)
         self.requests = 0
         self.running = 0
+        self.generated: deque[tuple[float, int]] = deque()  # (when, tokens) of answers
         self.ready_at = time.monotonic() + config.cold_start
         self.engine = (
             BatchingEngine(config.capacity, self.metrics.load) if config.capacity else None
@@ -126,6 +129,8 @@ async def answer(app: web.Application, body: dict[str, Any], chat: bool) -> web.
     else:
         outcome = await _fixed_latency(state, prompt_tokens, max_tokens, failing)
     state.metrics.record(outcome)
+    if outcome.ok:
+        state.generated.append((time.monotonic(), outcome.generated_tokens))
     if failing:
         return _error(500, "InternalServerError", "simulated engine failure")
     text = " ".join(f"tok{i}" for i in range(max_tokens))
@@ -210,6 +215,24 @@ async def _health(request: web.Request) -> web.Response:
 def healthy(app: web.Application) -> bool:
     state = app[_STATE]
     return not (state.broken or state.loading)
+
+
+def signals(app: web.Application) -> dict[str, float]:
+    """The four autoscaling signals as this engine's metrics give them now, by metric name."""
+    state = app[_STATE]
+    now = time.monotonic()
+    while state.generated and state.generated[0][0] < now - SIGNAL_WINDOW:
+        state.generated.popleft()
+    elapsed = max(1.0, min(SIGNAL_WINDOW, now - state.ready_at))
+    engine = state.engine
+    return {
+        "generationTokensPerSecond": sum(t for _, t in state.generated) / elapsed,
+        "requestsInFlight": float(
+            len(engine.running) + len(engine.prefilling) if engine else state.running
+        ),
+        "queueLength": float(len(engine.waiting) if engine else 0),
+        "kvCacheUtilization": engine.kv_usage if engine else min(1.0, state.running / 256),
+    }
 
 
 async def _metrics(request: web.Request) -> web.Response:

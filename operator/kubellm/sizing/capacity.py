@@ -204,7 +204,7 @@ class _Model:
         drain = self.slots / service - rate  # requests/s the free slots absorb
         wait = math.log(waits * math.exp(self.tail)) / drain if waits > math.exp(-self.tail) else 0
         step = self.step(max(1.0, running)) / (1 - self.prefill_share(rate))
-        prefill = self.c.prefill_seconds(self.w.prompt_tokens) * self.tail
+        prefill = 2 * self.c.prefill_seconds(self.w.prompt_tokens)  # a long prompt in the mix
         ttft = wait + step + prefill
         queue = waits * offered / (self.slots - offered)
         tokens = rate * self.w.output_tokens
