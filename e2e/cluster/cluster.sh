@@ -20,7 +20,8 @@
 #   `kubelocal pki`; APIServices backed by ExternalName Services pointing at localhost):
 #   - custom.metrics.k8s.io: `metrics-adapter` (e2e/cluster/metricsadapter), the upstream
 #     custom-metrics-apiserver with its in-memory test provider; per-pod values are POSTed
-#     to http://127.0.0.1:$METRICS_WRITE_PORT/write-metrics/namespaces/NS/pods/POD/METRIC.
+#     to http://127.0.0.1:$METRICS_WRITE_PORT/write-metrics/namespaces/NS/pods/POD/METRIC
+#     (the address is in e2e/.cluster/autoscaling.json).
 #   - external.metrics.k8s.io: KEDA v2.20.2's metrics adapter and operator (built from
 #     github.com/kedacore/keda/v2 inside a copy of its module, so its replace directives
 #     apply); skipped by `up` when KUBELLM_KEDA=0 (the demo: KEDA's build is the long one).
@@ -350,6 +351,9 @@ start_autoscaling() {
       kc apply --server-side --force-conflicts --field-manager=kubelocal -f - >/dev/null
   fi
   wait_for "metrics APIServices Available" 180 apiservices_available
+  # Where tests and the demo write custom metrics, and whether KEDA runs.
+  printf '{"customMetricsWriteURL": "http://127.0.0.1:%s", "keda": %s}\n' "$METRICS_WRITE_PORT" \
+    "$([[ "$KEDA" == 1 ]] && echo true || echo false)" >"$STATE/autoscaling.json"
 }
 
 nodes_ready() {

@@ -42,8 +42,12 @@ def _parallelism_schema(field: str) -> WithJsonSchema:
     )
 
 
-TensorParallel = Annotated[int | Literal["auto"], _parallelism_schema("tensorParallel")]
-PipelineParallel = Annotated[int | Literal["auto"], _parallelism_schema("pipelineParallel")]
+TensorParallel = Annotated[
+    Annotated[int, Field(strict=True)] | Literal["auto"], _parallelism_schema("tensorParallel")
+]
+PipelineParallel = Annotated[
+    Annotated[int, Field(strict=True)] | Literal["auto"], _parallelism_schema("pipelineParallel")
+]
 Quantity = Annotated[
     str | int,
     WithJsonSchema(
@@ -55,8 +59,9 @@ Quantity = Annotated[
         }
     ),
 ]
-# A positive number, or `auto`: the API server checks it with CEL (a structural schema has no
-# number-or-string type, so the node is untyped and kept as written).
+# A positive number or `auto`. A structural schema has no number-or-string type and CEL cannot
+# see an untyped field, so the API server keeps the value as written and the operator refuses
+# anything else (SpecValid=False naming the field), as offline validation does.
 AutoscalingTarget = Annotated[
     Annotated[float, Field(gt=0, strict=True)] | Literal["auto"],
     WithJsonSchema(
@@ -66,13 +71,6 @@ AutoscalingTarget = Annotated[
             " length, or 0-1 KV cache utilization), or `auto` (the default): computed from the"
             " capacity model of the chosen GPUs and `ttftSLO`, shown in"
             " status.autoscaling. An explicit number always wins.",
-            "x-kubernetes-validations": [
-                {
-                    "rule": "type(self) == string ? self == 'auto' :"
-                    " (type(self) == int || type(self) == double) && double(self) > 0.0",
-                    "message": "autoscaling.target must be a positive number or 'auto'",
-                }
-            ],
         }
     ),
 ]

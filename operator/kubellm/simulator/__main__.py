@@ -116,7 +116,7 @@ async def run_feed(args: argparse.Namespace) -> None:
 
 def parse_fleet(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m kubellm.simulator fleet")
-    parser.add_argument("-n", "--namespace", action="append", required=True)
+    parser.add_argument("-n", "--namespace", action="append", required=True, help="or a pattern")
     parser.add_argument("--llmd", action="append", default=[], help="only these (repeatable)")
     parser.add_argument("--cold-start", type=float, default=0.0, help="seconds to load")
     parser.add_argument("--file-sd", help="write Prometheus file_sd targets here")

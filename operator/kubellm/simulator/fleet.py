@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import json
 import logging
 import os
@@ -91,7 +92,7 @@ class Fleet:
     def __init__(
         self,
         client: KubeClient,
-        namespaces: list[str],
+        namespaces: list[str],  # names or shell patterns (`e2e-*`)
         names: frozenset[str] = frozenset(),
         *,
         cold_start: float = 0.0,
@@ -108,23 +109,27 @@ class Fleet:
         self.deployments: dict[tuple[str, str], _Deployment] = {}
         self.started: dict[tuple[str, str], float] = {}  # pod -> when its engine started
 
+    def selected(self, namespace: str, name: str) -> bool:
+        in_namespace = any(fnmatch.fnmatchcase(namespace, n) for n in self.namespaces)
+        return in_namespace and (not self.names or name in self.names)
+
     async def sync(self) -> None:
         """One pass: engines for new Ready pods, none for pods gone or not Ready."""
         seen: set[tuple[str, str]] = set()
-        for namespace in self.namespaces:
-            for obj in await self.client.list("LLMDeployment", namespace):
-                name = obj["metadata"]["name"]
-                if not self.names or name in self.names:
-                    self._learn(namespace, obj)
-            for pod in await self.client.list("Pod", namespace, SERVING_PODS):
-                labels = pod["metadata"].get("labels") or {}
-                name = labels.get(INSTANCE, "")
-                if (self.names and name not in self.names) or not ready(pod):
-                    continue
-                key = (namespace, pod["metadata"]["name"])
-                seen.add(key)
-                if key not in self.replicas:
-                    await self._start(key, name, labels)
+        for obj in await self.client.list("LLMDeployment", None):
+            meta = obj["metadata"]
+            if self.selected(meta["namespace"], meta["name"]):
+                self._learn(meta["namespace"], obj)
+        for pod in await self.client.list("Pod", None, SERVING_PODS):
+            meta = pod["metadata"]
+            labels = meta.get("labels") or {}
+            name = labels.get(INSTANCE, "")
+            if not self.selected(meta["namespace"], name) or not ready(pod):
+                continue
+            key = (meta["namespace"], meta["name"])
+            seen.add(key)
+            if key not in self.replicas:
+                await self._start(key, name, labels)
         for key in set(self.replicas) - seen:
             await self._stop(key)
         self._write_targets()
