@@ -49,7 +49,9 @@ def adapter_rule(metric: str) -> str:
     """The metricsQuery of the chart's prometheus-adapter rule exposing `metric`."""
     with helm.Chart.load(str(CHART)) as chart:
         out = chart.render({}, name="kubellm", namespace="kubellm-system")
-    for text in out.values():
+    for path, text in out.items():
+        if path.endswith("NOTES.txt"):
+            continue
         for obj in yaml.safe_load_all(text):
             if isinstance(obj, dict) and obj.get("kind") == "ConfigMap":
                 for rule in yaml.safe_load(obj["data"]["rules.yaml"])["rules"]:
@@ -219,12 +221,15 @@ class ReplicaRecorder:
 
     def _run(self) -> None:
         while not self.stopping.wait(self.interval):
-            proc = run_kubectl(
-                "get", "llmd", self.name, "-n", self.namespace,
-                "-o", "jsonpath={.spec.replicas}", check=False,
-            )  # fmt: skip
-            if proc.returncode == 0 and proc.stdout.strip():
-                self.samples.append((time.monotonic(), int(proc.stdout)))
+            self._sample()
+
+    def _sample(self) -> None:
+        proc = run_kubectl(
+            "get", "llmd", self.name, "-n", self.namespace,
+            "-o", "jsonpath={.spec.replicas}", check=False,
+        )  # fmt: skip
+        if proc.returncode == 0 and proc.stdout.strip():
+            self.samples.append((time.monotonic(), int(proc.stdout)))
 
     def changes(self) -> list[tuple[float, int]]:
         """(when, size) at each change of size, the first sample included."""
@@ -238,8 +243,10 @@ class ReplicaRecorder:
         return [size for _, size in self.changes()]
 
     def stop(self) -> None:
+        """Stop sampling, after one last sample of the size reached."""
         self.stopping.set()
         self.thread.join(10)
+        self._sample()
 
 
 def flaps(changes: list[tuple[float, int]], window: float) -> int:

@@ -36,6 +36,7 @@ AUTOSCALING_SIGNAL = {
     "queueLength": Signal.REQUESTS_WAITING,
     "kvCacheUtilization": Signal.KV_CACHE_USAGE,
 }
+KEDA_HPA_EXCLUDED_LABELS = "scaledobject.keda.sh/hpa-excluded-labels"
 # Engines load for minutes: add capacity fast, give it back slowly.
 DEFAULT_SCALE_UP = {
     "stabilizationWindowSeconds": 0,
@@ -239,10 +240,16 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
     assert source is not None  # every engine provides the autoscaling signals
     owner = ctx.resolved.owner
     selector = f'namespace="{owner.namespace or "default"}",llmdeployment="{ctx.name}"'
+    labels = common_labels(ctx)
+    meta = metadata(ctx, ctx.name, labels)
+    # KEDA copies a ScaledObject's labels onto the HPA it creates unless told not to
+    # (kedacore/keda controllers/keda/hpa.go); with ours, that HPA would pass for a kubellm
+    # child the spec does not ask for, and be deleted on every reconcile.
+    meta["annotations"] = {KEDA_HPA_EXCLUDED_LABELS: ",".join(sorted(labels))}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": metadata(ctx, ctx.name, common_labels(ctx)),
+        "metadata": meta,
         "spec": {
             "scaleTargetRef": _scale_target(ctx),
             "minReplicaCount": autoscaling.min_replicas,
