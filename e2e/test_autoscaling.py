@@ -96,6 +96,7 @@ def manifest(
 ) -> dict[str, Any]:
     autoscaling = {
         "provider": provider,
+        "metric": "generationTokensPerSecond",
         "minReplicas": 1,
         "maxReplicas": 4,
         "behavior": {

@@ -215,7 +215,8 @@ def test_a_replica_larger_than_a_node_becomes_a_leader_worker_set() -> None:
 
 
 def test_hpa_scales_the_llmdeployment_on_tokens_per_second() -> None:
-    obj = llmd(autoscaling={"minReplicas": 1, "maxReplicas": 6, "target": 1200})
+    autoscaling = {"minReplicas": 1, "maxReplicas": 6, "target": 1200}
+    obj = llmd(autoscaling={**autoscaling, "metric": "generationTokensPerSecond"})
     hpa = render(obj)["HorizontalPodAutoscaler"]
     kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
     assert hpa["spec"]["scaleTargetRef"] == {
@@ -238,6 +239,7 @@ def test_keda_queries_the_engine_counter() -> None:
             "provider": "keda",
             "prometheusUrl": "http://prom:9090",
             "maxReplicas": 3,
+            "metric": "generationTokensPerSecond",
             "target": 900,
         },
     )
@@ -245,6 +247,9 @@ def test_keda_queries_the_engine_counter() -> None:
     trigger = scaled["spec"]["triggers"][0]["metadata"]
     assert "tgi_request_generated_tokens_sum" in trigger["query"]
     assert scaled["spec"]["scaleTargetRef"]["kind"] == "LLMDeployment"
+    # KEDA copies a ScaledObject's labels onto its HPA unless they are excluded.
+    excluded = scaled["metadata"]["annotations"]["scaledobject.keda.sh/hpa-excluded-labels"]
+    assert set(excluded.split(",")) == set(scaled["metadata"]["labels"])
 
 
 def test_gateway_routing_gets_weighted_backends() -> None:

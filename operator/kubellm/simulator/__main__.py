@@ -4,6 +4,7 @@ python -m kubellm.simulator [--engine vllm --port 8001 ...]   one engine until i
 python -m kubellm.simulator fleet -n NS [--llmd NAME] [--cold-start 120] [--file-sd F]
 python -m kubellm.simulator feed -n NS --prometheus URL --metric M --metrics-query Q
     --write-url URL
+python -m kubellm.simulator ramp -n NS --llmd NAME --write-url URL --target T   (the demo)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kubellm.k8s.client import KubeClient
 from kubellm.simulator.adapter import feed, prometheus_values
 from kubellm.simulator.fleet import Fleet, follow, router_app
 from kubellm.simulator.load import check_loopback
+from kubellm.simulator.ramp import ramp
 from kubellm.simulator.server import SimulatorConfig, start
 
 
@@ -114,6 +116,24 @@ async def run_feed(args: argparse.Namespace) -> None:
         )
 
 
+async def run_ramp(args: argparse.Namespace) -> None:
+    check_loopback(args.write_url)
+    client = kube_client()
+    try:
+        await ramp(client, args.namespace, args.llmd, args.write_url, args.target)
+    finally:
+        await client.close()
+
+
+def parse_ramp(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kubellm.simulator ramp")
+    parser.add_argument("-n", "--namespace", required=True)
+    parser.add_argument("--llmd", required=True)
+    parser.add_argument("--write-url", required=True, help="the custom-metrics write address")
+    parser.add_argument("--target", type=float, required=True, help="tokens/s per replica")
+    return parser.parse_args(argv)
+
+
 def parse_fleet(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m kubellm.simulator fleet")
     parser.add_argument("-n", "--namespace", action="append", required=True, help="or a pattern")
@@ -144,8 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, None]]] = {
         "fleet": run_fleet,
         "feed": run_feed,
+        "ramp": run_ramp,
     }
-    parsers = {"fleet": parse_fleet, "feed": parse_feed}
+    parsers = {"fleet": parse_fleet, "feed": parse_feed, "ramp": parse_ramp}
     if argv and argv[0] in commands:
         asyncio.run(commands[argv[0]](parsers[argv[0]](argv[1:])))
     else:

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from kubellm.simulator.fleet import Fleet
+
 log = logging.getLogger(__name__)
 Values = Callable[[str], Awaitable[dict[str, float]]]  # namespace -> value by pod
 
@@ -43,6 +45,15 @@ def prometheus_values(session: aiohttp.ClientSession, url: str, metrics_query: s
             for sample in body["data"]["result"]
             if "pod" in sample["metric"]
         }
+
+    return values
+
+
+def fleet_values(fleet: Fleet, metric: str, window: float) -> Values:
+    """Values by pod straight from the fleet's engines (the demo: no Prometheus)."""
+
+    async def values(namespace: str) -> dict[str, float]:
+        return {pod: s[metric] for pod, s in fleet.signals(namespace, window).items()}
 
     return values
 

@@ -224,10 +224,10 @@ class Fleet:
             return web.json_response({"object": "error", "message": message}, status=503)
         return await answer(replica.app, body, chat)
 
-    def signals(self, namespace: str) -> dict[str, dict[str, float]]:
+    def signals(self, namespace: str, window: float = 60.0) -> dict[str, dict[str, float]]:
         """Per pod of a namespace, what its engine's metrics say now (see `server.signals`)."""
         return {
-            r.pod: signals(r.app)
+            r.pod: signals(r.app, window)
             for (ns, _), r in self.replicas.items()
             if ns == namespace and r.healthy
         }

@@ -217,16 +217,18 @@ def healthy(app: web.Application) -> bool:
     return not (state.broken or state.loading)
 
 
-def signals(app: web.Application) -> dict[str, float]:
-    """The four autoscaling signals as this engine's metrics give them now, by metric name."""
+def signals(app: web.Application, window: float = SIGNAL_WINDOW) -> dict[str, float]:
+    """The four autoscaling signals as this engine's metrics give them now, by metric name
+    (generated tokens/s over the last `window` seconds, at most SIGNAL_WINDOW)."""
     state = app[_STATE]
     now = time.monotonic()
     while state.generated and state.generated[0][0] < now - SIGNAL_WINDOW:
         state.generated.popleft()
-    elapsed = max(1.0, min(SIGNAL_WINDOW, now - state.ready_at))
+    recent = [(at, tokens) for at, tokens in state.generated if at >= now - window]
+    elapsed = max(1.0, min(window, now - state.ready_at))
     engine = state.engine
     return {
-        "generationTokensPerSecond": sum(t for _, t in state.generated) / elapsed,
+        "generationTokensPerSecond": sum(t for _, t in recent) / elapsed,
         "requestsInFlight": float(
             len(engine.running) + len(engine.prefilling) if engine else state.running
         ),
