@@ -164,7 +164,7 @@ def operator_process(env: dict[str, str]) -> Iterator[None]:
     log = Path(tempfile.mkstemp(prefix="kubellm-demo-operator-", suffix=".log")[1])
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kubellm.cli.main", "run", "--standalone",
+            [sys.executable, "-m", "kubellm.cli.main", "run", "--standalone", "-n", NAMESPACE,
              "--metrics-port", "18080", "--health-port", "18081", "--resync-seconds", "10"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip

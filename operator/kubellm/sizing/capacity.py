@@ -66,8 +66,8 @@ ALLREDUCE_SECONDS = 10e-6  # one small all-reduce over NVLink, per layer and dir
 # of requests (see README, "Autoscaling").
 AUTO_HEADROOM = {
     "generationTokensPerSecond": 0.6,
-    "requestsInFlight": 0.9,
-    "kvCacheUtilization": 0.9,
+    "requestsInFlight": 0.85,
+    "kvCacheUtilization": 0.85,
 }
 QUEUE_PLAN = 0.9  # the load from which the queue target counts what still drains in time
 
