@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 CRD_DIRS := crds charts/kubellm/crds manifests/base/crds
 
-.PHONY: install test unit lint crds golden demo bench bench-autoscale cluster-build cluster-up cluster-down e2e clean
+.PHONY: install test unit lint crds kube-schema golden demo bench bench-autoscale cluster-build cluster-up cluster-down e2e clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ unit: install
 	$(BIN)/pytest tests
 
 lint: install
-	$(BIN)/ruff check operator tests e2e bench
+	$(BIN)/ruff check operator tests e2e bench hack
 	$(BIN)/ruff format --check operator
 	$(BIN)/mypy --strict operator/kubellm
 	$(BIN)/lint-imports
@@ -32,6 +32,10 @@ lint: install
 ## crds: regenerate the CRDs from the pydantic models (tests fail when they drift)
 crds: install
 	$(BIN)/kubellm crd $(foreach d,$(CRD_DIRS),--write-to $(d))
+
+## kube-schema: re-vendor the Kubernetes pod types from k8s.io/kubernetes (after a K8s upgrade)
+kube-schema: install cluster-build
+	$(BIN)/python hack/vendor-kubernetes-schema.py
 
 ## golden: regenerate the golden render of every example (review the diff!)
 golden: install

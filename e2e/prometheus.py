@@ -8,9 +8,11 @@ prometheus`); callers skip when `prometheus_binary()` is None.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -97,34 +99,106 @@ class Simulator:
             self.process.kill()
 
 
+@dataclass(frozen=True)
+class WebAuth:
+    """Prometheus' own web config: https with a certificate for 127.0.0.1, one basic-auth user.
+
+    `--web.config.file` (https://prometheus.io/docs/prometheus/latest/configuration/https/)
+    takes bcrypt password hashes; the CA and certificate are made with the openssl CLI.
+    """
+
+    username: str
+    password: str
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+    @classmethod
+    def create(cls, workdir: Path, username: str, password: str) -> WebAuth:
+        ca_key, ca, key, csr, cert = (
+            workdir / name for name in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt")
+        )
+        openssl = ["openssl", "req", "-nodes", "-newkey", "rsa:2048", "-sha256"]
+        subprocess.run(
+            [*openssl, "-x509", "-days", "1", "-subj", "/CN=kubellm test CA",
+             "-keyout", str(ca_key), "-out", str(ca)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            [*openssl, "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        extensions = workdir / "san.cnf"
+        extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+        subprocess.run(
+            ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-days", "1", "-sha256", "-extfile", str(extensions),
+             "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return cls(username, password, ca, cert, key)
+
+    def write(self, path: Path) -> None:
+        import bcrypt  # test dependency, only where a web config is written
+
+        hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=4)).decode()
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "tls_server_config": {
+                        "cert_file": str(self.cert_file),
+                        "key_file": str(self.key_file),
+                    },
+                    "basic_auth_users": {self.username: hashed},
+                }
+            )
+        )
+
+    def headers(self) -> dict[str, str]:
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
 class Prometheus:
-    """A throwaway Prometheus on loopback with its data in `workdir`."""
+    """A throwaway Prometheus on loopback with its data in `workdir`; behind https and basic
+    auth when `web` is given."""
 
     def __init__(
         self,
         workdir: Path,
         targets: list[ScrapeTarget],
         binary: str,
+        web: WebAuth | None = None,
         *,
         file_sd: Path | None = None,
         interval: str = "1s",
     ) -> None:
         self.workdir = workdir
+        self.web = web
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if web else 'http'}://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
         write_config(config, targets, interval, file_sd)
+        arguments = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+        if web:
+            web.write(workdir / "web.yml")
+            arguments.append(f"--web.config.file={workdir / 'web.yml'}")
         self.log = (workdir / "prometheus.log").open("w")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(arguments, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def open(self, url: str) -> Any:
+        """urllib.request.urlopen with this Prometheus' credentials and CA."""
+        request = urllib.request.Request(url, headers=self.web.headers() if self.web else {})
+        context = self.web.ssl_context() if self.web else None
+        return urllib.request.urlopen(request, timeout=5, context=context)
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -132,7 +206,7 @@ class Prometheus:
             if self.process.poll() is not None:
                 raise RuntimeError(f"prometheus exited: {self.logs()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                with self.open(f"{self.url}/-/ready") as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -142,7 +216,7 @@ class Prometheus:
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with self.open(url) as response:
             body = json.load(response)
         result: list[dict[str, Any]] = body["data"]["result"]
         return result

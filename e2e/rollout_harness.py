@@ -60,6 +60,7 @@ class RolloutPrometheus(Prometheus):
 
     def __init__(self, workdir: Path, binary: str) -> None:
         self.workdir = workdir
+        self.web = None  # no authentication
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "prometheus.yml"

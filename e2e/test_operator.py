@@ -98,7 +98,7 @@ def test_apply_to_ready_with_pods_on_h100_nodes(
     kinds = {o["kind"] for o in items("deployments,services,pdb,podmonitors", namespace)}
     assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "PodMonitor"}
     events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
-    assert "Created Deployment llama-" in events
+    assert "created ControllerRevision llama-" in events and "created Deployment llama-" in events
 
 
 def test_get_llmd_columns(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:

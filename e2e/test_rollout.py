@@ -232,10 +232,6 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def kubellm(*args: str) -> str:
     """The SRE CLI (`kubellm status|promote|abort NAME -n NS`); its stdout."""
     proc = subprocess.run([KUBELLM, *args], capture_output=True, text=True, timeout=30)
@@ -244,11 +240,14 @@ def kubellm(*args: str) -> str:
 
 
 def annotate_request(name: str, namespace: str, request: str) -> None:
-    """What `kubellm promote|abort` write, by hand: RFC 3339 with microseconds."""
+    """What `kubellm promote|abort` write, by hand: the rollout (and step) they are for."""
+    rollout = rollout_of(get("llmd", name, namespace))
+    token = f"{rollout['canaryRevision']}@{rollout['startedAt']}"
+    if request == "promote":
+        token += f"#{rollout.get('currentStep') or 0}"
     run_kubectl(
-        "annotate", "--overwrite", f"llmd/{name}", "-n", namespace,
-        f"kubellm.io/{request}-requested-at={now_rfc3339()}",
-    )  # fmt: skip
+        "annotate", "--overwrite", f"llmd/{name}", "-n", namespace, f"kubellm.io/{request}={token}"
+    )
 
 
 def assert_rolled_back(
@@ -480,7 +479,8 @@ def test_operator_killed_mid_step_resumes_that_step(
             return rollout if ran and parse_time(ran) > killed_at else None
 
         # the successor runs the step's analysis again: the step is alive, not just recorded
-        after = poll(analysed_by_successor, timeout=30, message="an analysis by the successor")
+        # The killed replica's peering keep-alive (20 s) must expire before the successor leads.
+        after = poll(analysed_by_successor, timeout=60, message="an analysis by the successor")
         assert successor.metric("kubellm_canary_weight", namespace=ns, llmdeployment=name) == 50
         assert after["canaryRevision"] == canary and after["stableRevision"] == stable
         assert after["currentStep"] == 1 and after["canaryWeight"] == 50, after

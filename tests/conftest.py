@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
+
+# CI runs the same examples every time (a red build is reproducible); `make fuzz` explores.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("fuzz", max_examples=3000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
@@ -52,3 +62,16 @@ def llmd(**spec_changes: Any) -> dict[str, Any]:
 def example(request: pytest.FixtureRequest) -> Path:
     path: Path = request.param
     return path
+
+
+def e2e_module(name: str) -> ModuleType:
+    """A helper module that lives beside the cluster tests (e2e/NAME.py), loaded by path."""
+    path = ROOT / "e2e" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"kubellm_e2e_{name}", path)
+    assert spec and spec.loader
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return module

@@ -37,6 +37,8 @@ def test_round_trips_in_camel_case() -> None:
         {"engine": {"gpuMemoryUtilization": 1.5}},
         {"engine": {"quantization": "int3"}},
         {"resources": {"gpu": {"type": "L4"}, "tensorParallel": "lots"}},
+        {"resources": {"gpu": {"type": "L4"}, "tensorParallel": 0}},
+        {"resources": {"gpu": {"type": "L4"}, "pipelineParallel": False}},
         {"model": {"name": "m", "tokneSecretRef": {"name": "x"}}},
         {"rollout": {"canary": {"steps": [{"weight": 0}]}}},
         {"autoscaling": {"maxReplicas": 3, "target": 0}},

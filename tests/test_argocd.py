@@ -1,23 +1,30 @@
-"""Argo CD integration: the LLMDeployment health check run by a real Lua 5.1 (Argo CD's
-gopher-lua is 5.1), the argocd-cm patch that installs it, and the Application."""
+"""Argo CD integration: the LLMDeployment health check in Argo CD's own layout for resource
+customizations (health.lua, health_test.yaml, testdata/), run by a real Lua 5.1 (Argo CD's
+gopher-lua is 5.1) the way Argo CD's resource_customizations test runs it; the argocd-cm patch
+that installs it; and the Application."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+from kubellm.api.models import LLMDeploymentStatus, RevisionStatus, RolloutStatus
+from kubellm.status import Observation, compose
 
 lua51 = pytest.importorskip("lupa.lua51")
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGOCD = ROOT / "manifests" / "argocd"
-HEALTH_LUA = ARGOCD / "health.lua"
+CUSTOMIZATION = ARGOCD / "kubellm.io" / "LLMDeployment"
+HEALTH_LUA = CUSTOMIZATION / "health.lua"
 CM_KEY = "resource.customizations.health.kubellm.io_LLMDeployment"
+CASES = yaml.safe_load((CUSTOMIZATION / "health_test.yaml").read_text())["tests"]
 
 
 def to_lua(runtime: Any, value: Any) -> Any:
@@ -32,8 +39,7 @@ def to_lua(runtime: Any, value: Any) -> Any:
 def health(obj: dict[str, Any]) -> dict[str, Any]:
     runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
     runtime.globals().obj = to_lua(runtime, obj)
-    script = HEALTH_LUA.read_text()
-    result = runtime.execute(script)
+    result = runtime.execute(HEALTH_LUA.read_text())
     assert lua51.lua_type(result) == "table"
     out = dict(result.items())
     assert set(out) == {"status", "message"}, out
@@ -41,136 +47,92 @@ def health(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cond(ctype: str, status: str, reason: str = "", message: str = "") -> dict[str, Any]:
+@pytest.mark.parametrize("case", CASES, ids=[Path(c["inputPath"]).stem for c in CASES])
+def test_health_test_yaml(case: dict[str, Any]) -> None:
+    """Each case of health_test.yaml, as Argo CD's own test would run it."""
+    obj = yaml.safe_load((CUSTOMIZATION / case["inputPath"]).read_text())
+    assert health(obj) == case["healthStatus"]
+
+
+def test_every_status_argo_cd_knows_is_covered() -> None:
+    covered = {c["healthStatus"]["status"] for c in CASES}
+    assert covered == {"Healthy", "Progressing", "Suspended", "Degraded"}
+    assert sorted(p.name for p in (CUSTOMIZATION / "testdata").iterdir()) == sorted(
+        Path(c["inputPath"]).name for c in CASES
+    )
+
+
+def test_testdata_are_llmdeployments_the_crd_accepts() -> None:
+    crd = yaml.safe_load((ROOT / "crds" / "llmdeployments.kubellm.io.yaml").read_text())
+    # OpenAPI v3.0 schemas use JSON Schema draft 4's boolean exclusiveMinimum.
+    validator = jsonschema.Draft4Validator(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    for case in CASES:
+        obj = yaml.safe_load((CUSTOMIZATION / case["inputPath"]).read_text())
+        validator.validate(obj)
+        if "status" in obj:
+            LLMDeploymentStatus.model_validate(obj["status"])
+
+
+# The operator's own status composition, judged by the script.
+
+NOW = "2026-05-04T10:00:00Z"
+
+
+def composed(
+    *,
+    generation: int = 3,
+    ready: int = 4,
+    rollout: RolloutStatus | None = None,
+    problems: tuple[str, ...] = (),
+    degraded: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    status = compose(
+        Observation(
+            now=NOW,
+            generation=generation,
+            previous=LLMDeploymentStatus(),
+            spec_problems=problems,
+            sizing=None,
+            revisions=(RevisionStatus(revision="5d8f2c1a90", replicas=4, ready_replicas=ready),),
+            desired_replicas=4,
+            selector="app.kubernetes.io/instance=chat",
+            rollout=rollout,
+            history=(),
+            stats=None,
+            degraded=degraded,
+        )
+    )
     return {
-        "type": ctype,
-        "status": status,
-        "reason": reason or ctype,
-        "message": message,
-        "lastTransitionTime": "2026-01-01T00:00:00Z",
-        "observedGeneration": 3,
-    }
-
-
-def llmd(status: dict[str, Any] | None, generation: int = 3) -> dict[str, Any]:
-    obj: dict[str, Any] = {
         "apiVersion": "kubellm.io/v1alpha1",
         "kind": "LLMDeployment",
         "metadata": {"name": "chat", "namespace": "ml", "generation": generation},
-        "spec": {"model": {"name": "meta-llama/Llama-3.1-8B-Instruct"}, "engine": {"type": "vllm"}},
-    }
-    if status is not None:
-        obj["status"] = status
-    return obj
-
-
-READY = {
-    "observedGeneration": 3,
-    "phase": "Ready",
-    "conditions": [
-        cond("SpecValid", "True"),
-        cond("Ready", "True", "AllReplicasReady", "2/2 replicas ready on revision 5d8f"),
-        cond("Progressing", "False", "RolloutComplete"),
-        cond("Degraded", "False"),
-    ],
-}
-
-
-def with_conditions(*conditions: dict[str, Any], phase: str) -> dict[str, Any]:
-    status = copy.deepcopy(READY)
-    status["phase"] = phase
-    by_type = {c["type"]: c for c in status["conditions"]}
-    by_type.update({c["type"]: c for c in conditions})
-    status["conditions"] = list(by_type.values())
-    return status
-
-
-def test_ready_is_healthy() -> None:
-    assert health(llmd(READY)) == {
-        "status": "Healthy",
-        "message": "2/2 replicas ready on revision 5d8f",
+        "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
 
 
-def test_no_status_is_progressing() -> None:
-    result = health(llmd(None))
-    assert result["status"] == "Progressing"
-
-
-def test_stale_generation_is_progressing_even_if_ready() -> None:
-    result = health(llmd(READY, generation=4))
-    assert result["status"] == "Progressing"
-    assert "generation 4" in result["message"]
-
-
-def test_missing_observed_generation_is_progressing() -> None:
-    status = copy.deepcopy(READY)
-    del status["observedGeneration"]
-    assert health(llmd(status))["status"] == "Progressing"
-
-
-def test_canary_in_progress() -> None:
-    status = with_conditions(
-        cond("Ready", "False", "CanaryInProgress", "canary at 25% (step 2/4)"),
-        cond("Progressing", "True", "CanaryStep", "canary 5d8f at weight 25, step 2 of 4"),
-        phase="Progressing",
-    )
-    assert health(llmd(status)) == {
-        "status": "Progressing",
-        "message": "canary 5d8f at weight 25, step 2 of 4",
+def test_the_operators_statuses_gate_gitops() -> None:
+    assert health(composed())["status"] == "Healthy"
+    assert health(composed(ready=2))["status"] == "Progressing"
+    canary = RolloutStatus(
+        stable_revision="5d8f2c1a90", canary_revision="a41b7e03c2", canary_weight=25,
+        message="canary at 25%",
+    )  # fmt: skip
+    assert health(composed(rollout=canary)) == {"status": "Progressing", "message": "canary at 25%"}
+    paused = canary.model_copy(update={"paused": True, "message": "waiting for kubellm promote"})
+    assert health(composed(rollout=paused)) == {
+        "status": "Suspended",
+        "message": "waiting for kubellm promote",
     }
-
-
-def test_degraded_condition() -> None:
-    status = with_conditions(
-        cond("Ready", "False", "ReplicasUnavailable"),
-        cond("Degraded", "True", "RolledBack", "canary failed analysis: TTFT p95 3.2s > 2s"),
-        phase="Degraded",
-    )
-    assert health(llmd(status)) == {
+    rolled_back = composed(degraded=("RolledBack", "rolled back a41b7e03c2: errorRate 0.3"))
+    assert health(rolled_back)["status"] == "Degraded"
+    invalid = composed(problems=("spec.template.spec.volumes[0]: a volume needs one source",))
+    assert health(invalid) == {
         "status": "Degraded",
-        "message": "canary failed analysis: TTFT p95 3.2s > 2s",
+        "message": "spec.template.spec.volumes[0]: a volume needs one source",
     }
-
-
-@pytest.mark.parametrize("phase", ["Degraded", "Failed"])
-def test_degraded_or_failed_phase_without_condition(phase: str) -> None:
-    status = {"observedGeneration": 3, "phase": phase, "conditions": []}
-    result = health(llmd(status))
-    assert result["status"] == "Degraded"
-    assert phase in result["message"]
-
-
-def test_spec_invalid_is_degraded_with_its_message() -> None:
-    message = "spec.resources.tensorParallel: 3 does not divide the model's 64 attention heads"
-    status = {
-        "observedGeneration": 3,
-        "phase": "Failed",
-        "conditions": [
-            cond("SpecValid", "False", "InvalidSpec", message),
-            cond("Ready", "False", "SpecInvalid"),
-        ],
-    }
-    assert health(llmd(status)) == {"status": "Degraded", "message": message}
-
-
-def test_spec_invalid_wins_over_ready() -> None:
-    status = with_conditions(cond("SpecValid", "False", "InvalidSpec", "bad"), phase="Ready")
-    assert health(llmd(status))["status"] == "Degraded"
-
-
-def test_pending_without_conditions() -> None:
-    result = health(llmd({"observedGeneration": 3, "phase": "Pending"}))
-    assert result == {"status": "Progressing", "message": "Phase Pending"}
-
-
-def test_reason_used_when_message_empty() -> None:
-    status = with_conditions(
-        cond("Ready", "False", "WaitingForPods"),
-        cond("Progressing", "True", "WaitingForPods", ""),
-        phase="Progressing",
-    )
-    assert health(llmd(status)) == {"status": "Progressing", "message": "WaitingForPods"}
+    stale = composed()
+    stale["metadata"]["generation"] = 4
+    assert health(stale)["status"] == "Progressing"
 
 
 def test_argocd_cm_patch_embeds_health_lua_verbatim() -> None:

@@ -33,6 +33,10 @@ COMBINATIONS = {
     "watch-namespaces": NAMESPACED,
     "standalone": STANDALONE,
     "digest": {"image": {"repository": "registry.example/kubellm", "digest": "sha256:" + "a" * 64}},
+    "gke-authenticated-prometheus": {
+        "gpuNodeLabels": "gke",
+        "prometheusAuth": {"secretNames": ["prometheus-reader"]},
+    },
 }
 
 
@@ -298,21 +302,23 @@ def test_default_render_objects() -> None:
 
 # --- RBAC ------------------------------------------------------------------------------------
 
-RW = ["get", "list", "watch", "create", "patch", "delete"]
+RW = ["get", "list", "watch", "create", "patch", "update", "delete"]
 NAMESPACED_RULES = {
-    ("kubellm.io", "llmdeployments"): ["get", "list", "watch", "patch"],
+    ("kubellm.io", "llmdeployments"): ["get", "list", "watch"],  # never its spec or metadata
     ("kubellm.io", "llmdeployments/status"): ["get", "patch", "update"],
     ("", "events"): ["create", "patch"],
     ("events.k8s.io", "events"): ["create", "patch"],
     ("", "services"): RW,
     ("", "pods"): ["get", "list", "watch"],
     ("apps", "deployments"): RW,
+    ("apps", "controllerrevisions"): ["get", "list", "watch", "create", "patch", "delete"],
     ("policy", "poddisruptionbudgets"): RW,
     ("autoscaling", "horizontalpodautoscalers"): RW,
     ("leaderworkerset.x-k8s.io", "leaderworkersets"): RW,
     ("gateway.networking.k8s.io", "httproutes"): RW,
     ("monitoring.coreos.com", "podmonitors"): RW,
     ("keda.sh", "scaledobjects"): RW,
+    ("keda.sh", "triggerauthentications"): RW,
 }
 DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): ["get", "list", "watch"]}
 PEERING = ["get", "list", "watch", "patch", "create"]
@@ -324,8 +330,11 @@ CLUSTERWIDE_RULES = {
 
 
 def flatten(rules: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """Rules on whole resources (rules on named objects: `named`)."""
     out: dict[tuple[str, str], list[str]] = {}
     for rule in rules:
+        if "resourceNames" in rule:
+            continue
         assert set(rule) == {"apiGroups", "resources", "verbs"}, rule
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
@@ -334,11 +343,18 @@ def flatten(rules: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
     return out
 
 
+def named(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for rule in rules if "resourceNames" in rule]
+
+
 def assert_least_privilege(rules: list[dict[str, Any]]) -> None:
     for rule in rules:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], f"wildcard in {rule}"
-        assert not {"secrets", "configmaps"} & set(rule["resources"]), rule
+        if rule.get("resourceNames"):  # Secrets only by name, read only
+            assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"], rule
+        else:
+            assert not {"secrets", "configmaps"} & set(rule["resources"]), rule
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
@@ -378,6 +394,27 @@ def test_rbac_watch_namespaces_uses_roles() -> None:
     args = container(objs)["args"]
     assert args[args.index("--namespace") + 1] == "team-a"
     assert args.count("--namespace") == 2 and "team-b" in args
+
+
+def test_no_secret_access_unless_prometheus_secrets_are_named() -> None:
+    assert named(one(render(), "ClusterRole")["rules"]) == []
+    names = ["prometheus-reader", "prom.auth"]
+    rules = named(one(render({"prometheusAuth": {"secretNames": names}}), "ClusterRole")["rules"])
+    assert rules == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": names, "verbs": ["get"]}
+    ]
+    objs = render({**NAMESPACED, "prometheusAuth": {"secretNames": names}})
+    for role in by_kind(objs, "Role"):
+        assert_least_privilege(role["rules"])
+        assert named(role["rules"]) == rules
+    assert named(one(objs, "ClusterRole")["rules"]) == []  # discovery only
+
+
+def test_gpu_node_labels_reach_the_operator() -> None:
+    args = container(render())["args"]
+    assert args[args.index("--gpu-node-labels") + 1] == "nvidia"
+    args = container(render({"gpuNodeLabels": "gke"}))["args"]
+    assert args[args.index("--gpu-node-labels") + 1] == "gke"
 
 
 def test_rbac_can_be_disabled() -> None:
@@ -510,6 +547,9 @@ BAD_VALUES = [
     {"unknownTopLevelKey": True},
     {"podMonitor": {"typo": True}},
     {"prometheusRule": {"rolloutSuccessRatioThreshold": 1.5}},
+    {"gpuNodeLabels": "oracle"},
+    {"prometheusAuth": {"secretNames": ["Not_A_Secret"]}},
+    {"prometheusAuth": {"secretName": "prom"}},
 ]
 
 

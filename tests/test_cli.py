@@ -22,7 +22,9 @@ def test_render_yaml_stream(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "render", "-f", str(EXAMPLES[0]))
     assert code == 0
     kinds = [doc["kind"] for doc in yaml.safe_load_all(out)]
-    assert kinds[0] in {"Deployment", "LeaderWorkerSet"} and "Service" in kinds
+    # The revision's snapshot first, then its workload, then what routes traffic to it.
+    assert kinds[0] == "ControllerRevision"
+    assert kinds[1] in {"Deployment", "LeaderWorkerSet"} and "Service" in kinds
 
 
 def test_render_json_is_a_v1_list(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,6 +93,22 @@ def test_size_refuses_an_explicit_number_that_cannot_fit(
     plan = json.loads(out)
     assert code == 1 and plan["fits"] is False
     assert plan["tensorParallel"] == 1 and plan["pipelineParallel"] == 1
+
+
+def test_size_shows_and_takes_the_headroom_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "size", "--model", "Qwen/Qwen3-32B", "--gpu", "H100", "--engine", "sglang",
+    )  # fmt: skip
+    assert code == 0 and "TP=2" in out
+    assert "full-context seqs" in out and "meets the headroom rule of 2" in out
+    assert "memory flag 0.827" in out  # SGLang's own --mem-fraction-static on an H100
+    code, out, _ = run(
+        capsys, "size", "--model", "Qwen/Qwen3-32B", "--gpu", "H100", "--context", "16384",
+        "--min-concurrent-sequences", "1", "-o", "json",
+    )  # fmt: skip
+    plan = json.loads(out)
+    assert code == 0 and plan["gpusPerReplica"] == 1
+    assert plan["minConcurrentSequences"] == 1 and plan["meetsHeadroom"] is True
 
 
 def test_size_unknown_model_says_what_to_add(capsys: pytest.CaptureFixture[str]) -> None:

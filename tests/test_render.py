@@ -252,6 +252,47 @@ def test_keda_queries_the_engine_counter() -> None:
     assert set(excluded.split(",")) == set(scaled["metadata"]["labels"])
 
 
+@pytest.mark.parametrize(
+    ("auth", "parameters"),
+    [
+        ({"type": "bearer", "secretName": "prom"}, [("bearerToken", "token")]),
+        (
+            {"type": "basic", "secretName": "prom", "usernameKey": "u", "caKey": "ca.crt"},
+            [("username", "u"), ("password", "password"), ("ca", "ca.crt")],
+        ),
+    ],
+)
+def test_keda_authenticates_to_prometheus_with_the_secret(
+    auth: dict[str, str], parameters: list[tuple[str, str]]
+) -> None:
+    obj = llmd(
+        autoscaling={
+            "provider": "keda",
+            "prometheusUrl": "https://prom:9090",
+            "prometheusAuth": auth,
+            "maxReplicas": 3,
+            "target": 900,
+        }
+    )
+    objects = render_children(single_revision(resolve(obj)))
+    kinds = [o["kind"] for o in objects]
+    assert kinds.index("TriggerAuthentication") < kinds.index("ScaledObject")
+    authentication = render(obj)["TriggerAuthentication"]
+    refs = authentication["spec"]["secretTargetRef"]
+    assert [(r["parameter"], r["key"]) for r in refs] == parameters
+    assert {r["name"] for r in refs} == {"prom"}
+    (trigger,) = render(obj)["ScaledObject"]["spec"]["triggers"]
+    assert trigger["metadata"]["authModes"] == auth["type"]
+    assert trigger["authenticationRef"] == {"name": "demo", "kind": "TriggerAuthentication"}
+
+
+def test_keda_without_auth_has_no_trigger_authentication() -> None:
+    keda = {"provider": "keda", "prometheusUrl": "http://p", "maxReplicas": 2, "target": 9}
+    objects = render(llmd(autoscaling=keda))
+    assert "TriggerAuthentication" not in objects
+    assert "authenticationRef" not in objects["ScaledObject"]["spec"]["triggers"][0]
+
+
 def test_gateway_routing_gets_weighted_backends() -> None:
     routing = {"type": "gatewayAPI", "parentRefs": [{"name": "gw"}]}
     objects = render_children(
@@ -327,7 +368,7 @@ def test_flags_owned_by_kubellm_are_refused_in_extra_args() -> None:
         }
     )
     (problem,) = problems(obj)
-    assert problem.startswith("spec.engine.extraArgs:") and "--tensor-parallel-size" in problem
+    assert problem.startswith("spec.engine.extraArgs[0]:") and "--tensor-parallel-size" in problem
 
 
 def test_unsupported_quantization_lists_what_the_engine_takes() -> None:
@@ -345,7 +386,7 @@ def test_every_problem_is_reported_at_once() -> None:
     fields = {p.split(":")[0] for p in problems(obj)}
     assert {
         "spec.engine.quantization",
-        "spec.engine.extraArgs",
+        "spec.engine.extraArgs[0]",
         "spec.resources.gpu.type",
     } <= fields
 

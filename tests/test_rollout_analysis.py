@@ -74,11 +74,13 @@ def test_format_duration() -> None:
 def test_vllm_queries_use_vllm_names_and_the_revision_labels() -> None:
     q = by_name("vllm")
     canary, stable = SELECTOR.format("c4n4ry"), SELECTOR.format("st4bl3")
-    assert q["requests"].canary == f"sum(increase(vllm:request_success_total{{{canary}}}[2m]))"
-    assert q["requests"].stable == f"sum(increase(vllm:request_success_total{{{stable}}}[2m]))"
+    http = 'method="POST",handler=~"/v1/.+"'
+    assert q["requests"].canary == f"sum(increase(http_requests_total{{{canary},{http}}}[2m]))"
+    assert q["requests"].stable == f"sum(increase(http_requests_total{{{stable},{http}}}[2m]))"
+    # HTTP 5xx over every inference call: failures the engine never "finished" count too.
     assert q["errorRate"].canary == (
-        f'(sum(increase(vllm:request_success_total{{{canary},finished_reason="error"}}[2m]))'
-        f" or vector(0)) / sum(increase(vllm:request_success_total{{{canary}}}[2m]))"
+        f'(sum(increase(http_requests_total{{{canary},{http},status="5xx"}}[2m]))'
+        f" or vector(0)) / sum(increase(http_requests_total{{{canary},{http}}}[2m]))"
     )
     assert q["timeToFirstTokenP95"].canary == (
         "histogram_quantile(0.95, sum by (le) "
@@ -102,18 +104,20 @@ def test_tgi_queries_use_bare_counters_and_report_missing_time_to_first_token() 
     assert ttft.unsupported == "tgi does not export time to first token"
 
 
-@pytest.mark.parametrize(
-    ("engine", "requests", "errors"),
-    [
-        ("trtllm", "trtllm_request_success_total", "trtllm_request_error_total"),
-        ("sglang", "sglang:num_requests_total", "sglang:num_aborted_requests_total"),
-    ],
-)
-def test_other_engines_use_their_own_names(engine: str, requests: str, errors: str) -> None:
-    q = by_name(engine)
-    assert f"increase({requests}{{" in (q["requests"].canary or "")
-    assert f"increase({errors}{{" in (q["errorRate"].canary or "")
+def test_sglang_error_rate_counts_server_errors_not_client_aborts() -> None:
+    q = by_name("sglang")
+    rate = q["errorRate"].canary or ""
+    assert "increase(sglang:http_responses_total{" in rate and 'status_code=~"5.."' in rate
+    assert "aborted" not in rate
     assert "_bucket{" in (q["timeToFirstTokenP95"].canary or "")
+
+
+def test_trtllm_reports_that_it_exports_no_failure_counter() -> None:
+    q = by_name("trtllm")
+    assert "increase(request_success_total{" in (q["requests"].canary or "")
+    assert q["errorRate"].canary is None
+    assert q["errorRate"].unsupported == "trtllm does not export failed requests"
+    assert "time_to_first_token_seconds_bucket{" in (q["timeToFirstTokenP95"].canary or "")
 
 
 def test_only_configured_signals_are_queried_and_checks_are_substituted() -> None:

@@ -8,36 +8,21 @@ then each test runs `run_analysis` exactly as the operator does. Skipped only wh
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
 
+from conftest import e2e_module
 from kubellm.api.models import Analysis, AnalysisStatus
 from kubellm.engines import get_engine
 from kubellm.k8s.prometheus import run_analysis
 from kubellm.rollout.analysis import queries
 from kubellm.simulator.load import generate_load
 
-
-def _harness() -> ModuleType:
-    """e2e/prometheus.py, which lives beside the cluster tests, loaded by path."""
-    path = Path(__file__).resolve().parent.parent / "e2e" / "prometheus.py"
-    spec = importlib.util.spec_from_file_location("kubellm_e2e_prometheus", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _harness()
+harness = e2e_module("prometheus")
 pytestmark = [
     pytest.mark.skipif(
         harness.prometheus_binary() is None,

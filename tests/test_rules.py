@@ -23,12 +23,12 @@ needs_promtool = pytest.mark.skipif(
     reason="promtool not found: CI must `apt-get install -y prometheus` to run the rule checks",
 )
 
-# The per-engine token counters the autoscaling signal is built from (SPEC and research notes).
+# The per-engine token counters the autoscaling signal is built from; TensorRT-LLM 1.2.1
+# exports none (its token counters arrive in 1.3).
 TOKEN_COUNTERS = {
-    "vllm": "vllm:generation_tokens_total",
-    "tgi": "tgi_request_generated_tokens_sum",
-    "trtllm": "trtllm_generation_tokens_total",
-    "sglang": "sglang:generation_tokens_total",
+    "vllm": 'vllm:generation_tokens_total{engine="vllm"}',
+    "tgi": 'tgi_request_generated_tokens_sum{engine="tgi"}',
+    "sglang": 'sglang:generation_tokens_total{engine="sglang"}',
 }
 # Custom metric -> the recording rule computing the same per-pod figure, and its signal.
 ADAPTER_METRICS = {
@@ -114,6 +114,15 @@ def test_tgi_has_no_ttft_rule() -> None:
     assert ttft_engines == {"vllm", "trtllm", "sglang"}
 
 
+def test_signals_an_engine_lacks_record_nothing() -> None:
+    trtllm = {r["record"] for r in all_rules() if r.get("labels", {}).get("engine") == "trtllm"}
+    assert trtllm == {
+        "kubellm:requests:rate1m",
+        "kubellm:time_to_first_token_seconds_bucket:rate1m",
+        "kubellm:request_latency_seconds_bucket:rate1m",
+    }
+
+
 def test_alerts_present_with_runbooks() -> None:
     alerts = {r["alert"]: r for r in all_rules() if "alert" in r}
     assert set(alerts) == ALERTS
@@ -156,7 +165,8 @@ def test_adapter_rules_read_every_engines_own_series() -> None:
     assert set(exposed) == set(ADAPTER_METRICS)
     for name, (_, signal) in ADAPTER_METRICS.items():
         rule = exposed[name]
-        first_series = {m[signal].split()[0] for m in ENGINE_METRICS.values()}
+        exported = [m[signal] for m in ENGINE_METRICS.values() if m[signal]]
+        first_series = {re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", e).group() for e in exported}  # type: ignore[union-attr]
         discovered = re.fullmatch(
             r'\{__name__=~"(.*)",namespace!="",pod!=""\}', rule["seriesQuery"]
         )
@@ -165,10 +175,9 @@ def test_adapter_rules_read_every_engines_own_series() -> None:
         assert rule["resources"] == {
             "overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
         }
-        for metrics in ENGINE_METRICS.values():
-            for series in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", metrics[signal]):
-                assert f"{series}{{<<.LabelMatchers>>}}" in rule["metricsQuery"]
-        assert rule["metricsQuery"].count("by (<<.GroupBy>>)") == len(ENGINE_METRICS)
+        for expr in exported:  # every selector restricted to the asked-for pods
+            assert expr.replace("{", "{<<.LabelMatchers>>,") in rule["metricsQuery"]
+        assert rule["metricsQuery"].count("by (<<.GroupBy>>)") == len(exported)
 
 
 def test_prometheus_adapter_rules_are_on_by_default_without_recording_rules() -> None:
@@ -208,6 +217,10 @@ def test_promtool_check_adapter_queries(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+VLLM_HTTP = {"method": "POST", "handler": "/v1/chat/completions"}
+SGLANG_HTTP = {"method": "POST", "endpoint": "/v1/chat/completions"}
+
+
 def pod_labels(engine: str) -> dict[str, str]:
     """One LLMDeployment per engine (named after it), one pod in revision r1."""
     return {
@@ -238,17 +251,28 @@ def engine_series() -> list[dict[str, str]]:
     return [
         series("vllm:generation_tokens_total", "vllm", "0+60x20"),  # 4 tokens/s
         series("tgi_request_generated_tokens_sum", "tgi", "0+30x20"),  # 2 tokens/s
-        series("trtllm_generation_tokens_total", "trtllm", "0+150x20"),  # 10 tokens/s
         series("sglang:generation_tokens_total", "sglang", "0+15x20"),  # 1 token/s
         series("vllm:num_requests_running", "vllm", "3+0x20"),
         series("vllm:num_requests_waiting", "vllm", "7+0x20"),
         series("tgi_batch_current_max_tokens", "tgi", "500+0x20"),
         series("tgi_batch_max_total_tokens", "tgi", "1000+0x20"),
         series("sglang:token_usage", "sglang", "0.25+0x20"),
-        # vLLM: 10 requests per scrape, 1 of them an error -> error ratio 0.1.
-        series("vllm:e2e_request_latency_seconds_count", "vllm", "0+10x20"),
-        series("vllm:request_success_total", "vllm", "0+1x20", finished_reason="error"),
-        series("vllm:request_success_total", "vllm", "0+9x20", finished_reason="stop"),
+        # vLLM: 10 inference calls per scrape, 1 answered 5xx -> error ratio 0.1; health
+        # checks and scrapes are not counted, nor is a 5xx outside the inference API.
+        series("http_requests_total", "vllm", "0+9x20", **VLLM_HTTP, status="2xx"),
+        series("http_requests_total", "vllm", "0+1x20", **VLLM_HTTP, status="5xx"),
+        series(
+            "http_requests_total",
+            "vllm",
+            "0+5x20",
+            method="GET",
+            handler="/v1/models",
+            status="5xx",
+        ),
+        # SGLang: a client that went away gets a 4xx, never a failure -> error ratio 0.
+        series("sglang:http_responses_total", "sglang", "0+4x20", **SGLANG_HTTP, status_code="200"),
+        series("sglang:http_responses_total", "sglang", "0+1x20", **SGLANG_HTTP, status_code="400"),
+        series("sglang:num_aborted_requests_total", "sglang", "0+1x20"),
         # TGI exports no failure series until the first failure: the ratio is 0, not absent.
         series("tgi_request_count", "tgi", "0+5x20"),
         # vLLM TTFT: every request lands in (0.1, 0.5] -> p50 = 0.3, p95 = 0.48.
@@ -271,7 +295,7 @@ def test_promtool_unit_tests(tmp_path: Path) -> None:
             "eval_time": "4m",
             "exp_samples": [
                 {"labels": _labels("kubellm:generation_tokens:rate1m", pod_labels(e)), "value": v}
-                for e, v in [("sglang", 1), ("tgi", 2), ("trtllm", 10), ("vllm", 4)]
+                for e, v in [("sglang", 1), ("tgi", 2), ("vllm", 4)]
             ],
         },
         {
@@ -306,6 +330,10 @@ def test_promtool_unit_tests(tmp_path: Path) -> None:
             "expr": "kubellm:request_error_ratio:rate1m",
             "eval_time": "4m",
             "exp_samples": [
+                {
+                    "labels": _labels("kubellm:request_error_ratio:rate1m", rev_labels("sglang")),
+                    "value": 0,
+                },
                 {
                     "labels": _labels("kubellm:request_error_ratio:rate1m", rev_labels("tgi")),
                     "value": 0,
@@ -393,7 +421,8 @@ def test_adapter_queries_without_recording_rules_match_them(tmp_path: Path) -> N
     """prometheus-adapter's expansion of each rule, on the engines' raw series alone, gives
     the per-pod values the recording rules give (test_promtool_unit_tests)."""
     expected = {
-        "kubellm_generation_tokens_per_second": {"sglang": 1, "tgi": 2, "trtllm": 10, "vllm": 4},
+        # TensorRT-LLM 1.2.1 exports no generated-token counter (files/engine-metrics.yaml).
+        "kubellm_generation_tokens_per_second": {"sglang": 1, "tgi": 2, "vllm": 4},
         "kubellm_requests_in_flight": {"vllm": 3},
         "kubellm_queue_length": {"vllm": 7},
         "kubellm_kv_cache_utilization": {"sglang": 0.25, "tgi": 0.5},

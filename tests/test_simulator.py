@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubellm.engines import get_engine
 from kubellm.simulator import SimulatorConfig, start
 from kubellm.simulator.engine import BatchingEngine
 from kubellm.simulator.load import generate_load
+from kubellm.simulator.metrics import upstream
 from kubellm.sizing.capacity import ReplicaCapacity, Workload, auto_targets, sustainable_load
 
 Scenario = Callable[[aiohttp.ClientSession, str], Awaitable[Any]]
@@ -47,7 +47,7 @@ async def complete(session: aiohttp.ClientSession, url: str, n: int = 1) -> list
 
 
 async def scrape(session: aiohttp.ClientSession, url: str, engine: str) -> str:
-    async with session.get(url + get_engine(engine).metrics_path) as response:
+    async with session.get(url + upstream(engine).paths["metrics"]) as response:
         assert response.status == 200
         return await response.text()
 
@@ -89,7 +89,7 @@ def test_openai_shapes_models_and_health() -> None:
     serve(SimulatorConfig(model="m", **FAST), scenario)
 
 
-def test_vllm_metrics_use_vllm_names_and_count_errors_as_finished_reason_error() -> None:
+def test_vllm_metrics_count_http_failures_and_error_finishes() -> None:
     async def scenario(session: aiohttp.ClientSession, url: str) -> str:
         statuses = await complete(session, url, 10)
         assert sorted(statuses) == [200] * 7 + [500] * 3
@@ -97,17 +97,30 @@ def test_vllm_metrics_use_vllm_names_and_count_errors_as_finished_reason_error()
 
     text = serve(SimulatorConfig(engine="vllm", error_rate=0.3, **FAST), scenario)
     found = families(text)
-    assert found["vllm:request_success"].type == "counter"
     assert found["vllm:time_to_first_token_seconds"].type == "histogram"
     assert found["vllm:e2e_request_latency_seconds"].type == "histogram"
     assert sample(text, "vllm:request_success_total", finished_reason="error") == 3
     assert sample(text, "vllm:request_success_total", finished_reason="length") == 7
+    http = {"handler": "/v1/completions", "method": "POST"}
+    assert sample(text, "http_requests_total", status="5xx", **http) == 3
+    assert sample(text, "http_requests_total", status="2xx", **http) == 7
     assert sample(text, "vllm:generation_tokens_total") == 7 * 16
     assert sample(text, "vllm:e2e_request_latency_seconds_count") == 7
-    for signal, source in get_engine("vllm").signals.items():
-        assert source is not None
-        exposed = source.name + ("_bucket" if source.kind == "histogram" else "")
-        assert exposed in text, signal
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "tgi", "trtllm"])
+def test_every_upstream_family_is_served_after_traffic(engine: str) -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> str:
+        await complete(session, url, 4)
+        return await scrape(session, url, engine)
+
+    text = serve(SimulatorConfig(engine=engine, error_rate=0.5, **FAST), scenario)
+    exposed = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    for family in upstream(engine).families:
+        if family.role == "requests_aborted":  # the simulator's clients never disconnect
+            continue
+        suffixes = ("_bucket", "_sum", "_count") if family.type == "histogram" else ("",)
+        assert {family.name + s for s in suffixes} <= exposed, family.name
 
 
 def test_tgi_metrics_have_bare_counter_names_and_no_time_to_first_token() -> None:
@@ -124,9 +137,6 @@ def test_tgi_metrics_have_bare_counter_names_and_no_time_to_first_token() -> Non
     found = families(text)
     assert found["tgi_request_duration"].type == "histogram"
     assert sample(text, "tgi_request_duration_count") == 3
-    for source in get_engine("tgi").signals.values():
-        if source is not None:
-            assert source.name in text
 
 
 def test_tgi_failure_series_appears_on_the_first_failure_only() -> None:
@@ -137,16 +147,25 @@ def test_tgi_failure_series_appears_on_the_first_failure_only() -> None:
     assert "tgi_request_failure" not in serve(SimulatorConfig(engine="tgi", **FAST), scenario)
 
 
-@pytest.mark.parametrize("engine", ["trtllm", "sglang"])
-def test_other_engines_export_the_names_their_engine_module_reads(engine: str) -> None:
+def test_sglang_counts_http_responses_by_status_code() -> None:
     async def scenario(session: aiohttp.ClientSession, url: str) -> str:
-        await complete(session, url, 2)
-        return await scrape(session, url, engine)
+        await complete(session, url, 4)
+        return await scrape(session, url, "sglang")
 
-    text = serve(SimulatorConfig(engine=engine, error_rate=0.5, **FAST), scenario)
-    for source in get_engine(engine).signals.values():
-        assert source is not None
-        assert source.name + ("_bucket" if source.kind == "histogram" else "") in text
+    text = serve(SimulatorConfig(engine="sglang", error_rate=0.25, **FAST), scenario)
+    http = {"endpoint": "/v1/completions", "method": "POST"}
+    assert sample(text, "sglang:http_responses_total", status_code="500", **http) == 1
+    assert sample(text, "sglang:http_responses_total", status_code="200", **http) == 3
+    assert "sglang:num_aborted_requests_total" not in text  # a server error is no abort
+
+
+def test_tgi_answers_info_without_generating() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> Any:
+        async with session.get(f"{url}/info") as r:
+            return r.status, await r.json()
+
+    status, body = serve(SimulatorConfig(engine="tgi", model="m", **FAST), scenario)
+    assert status == 200 and body["model_id"] == "m"
 
 
 def test_trtllm_serves_prometheus_text_only_at_its_own_path() -> None:

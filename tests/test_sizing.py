@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kubellm.engines import ENGINES
 from kubellm.sizing import (
     EngineTraits,
     SizingPlan,
@@ -264,20 +265,49 @@ def test_llama8b_l4_needs_reduced_context() -> None:
     assert gpus("meta-llama/Llama-3.1-8B-Instruct", "L4", context_length=8192) == 1
 
 
-def test_llama8b_full_context_on_one_big_gpu() -> None:
+def test_llama8b_full_context_starts_on_one_big_gpu_but_serves_on_80gb() -> None:
+    model = "meta-llama/Llama-3.1-8B-Instruct"
     for gpu in ("A100-40GB", "A100-80GB", "H100-80GB", "L40S"):
-        assert gpus("meta-llama/Llama-3.1-8B-Instruct", gpu) == 1
+        assert size(model, gpu, tensor_parallel=1, pipeline_parallel=1).fits
+    assert gpus(model, "A100-80GB") == gpus(model, "H100-80GB") == 1
+    # 40-GB class: one 128K sequence fits, two do not: the headroom rule asks for 2 GPUs.
+    for gpu in ("A100-40GB", "L40S"):
+        p = size(model, gpu)
+        assert p.gpus_per_replica == 2 and p.meets_headroom
+        assert f"1x {gpu} would start but hold only 1 sequence(s)" in p.reason
 
 
 def test_llama70b() -> None:
     assert gpus("meta-llama/Llama-3.1-70B-Instruct", "H100") == 4
-    assert gpus("meta-llama/Llama-3.1-70B-Instruct", "H100", context_length=8192) == 2
+    # Two H100s start it at 8K (1.3 GiB of KV, one sequence): no service, and no margin.
+    two = size(
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "H100",
+        context_length=8192,
+        tensor_parallel=2,
+        pipeline_parallel=1,
+    )
+    assert two.fits and not two.meets_headroom and two.max_concurrent_sequences == 1
+    assert "below resources.minConcurrentSequences 2" in two.reason
+    assert gpus("meta-llama/Llama-3.1-70B-Instruct", "H100", context_length=8192) == 4
     assert not size(
         "meta-llama/Llama-3.1-70B-Instruct", "H100", tensor_parallel=2, pipeline_parallel=1
     ).fits
     assert gpus("meta-llama/Llama-3.1-70B-Instruct", "A100-40GB") == 8
     assert gpus("meta-llama/Llama-3.1-70B-Instruct", "A100-80GB") == 4
-    assert gpus("meta-llama/Llama-3.1-70B-Instruct", "H100", quantization="fp8") == 2
+    fp8_two = size(
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "H100",
+        quantization="fp8",
+        tensor_parallel=2,
+        pipeline_parallel=1,
+    )
+    assert fp8_two.fits and fp8_two.max_concurrent_sequences == 1  # 128K: one sequence
+    assert gpus("meta-llama/Llama-3.1-70B-Instruct", "H100", quantization="fp8") == 4
+    assert (
+        gpus("meta-llama/Llama-3.1-70B-Instruct", "H100", quantization="fp8", context_length=32768)
+        == 2
+    )
     assert not size(
         "meta-llama/Llama-3.1-70B-Instruct",
         "H100",
@@ -310,9 +340,15 @@ def test_deepseek_r1_fp8() -> None:
 def test_gpt_oss() -> None:
     # vllm#23278/#27508/#33155: 120b does not start at 128K on one H100; shorter context does.
     assert not size("openai/gpt-oss-120b", "H100", tensor_parallel=1, pipeline_parallel=1).fits
-    assert gpus("openai/gpt-oss-120b", "H100", context_length=65536) == 1
+    at_64k = size(
+        "openai/gpt-oss-120b", "H100", context_length=65536, tensor_parallel=1, pipeline_parallel=1
+    )
+    assert at_64k.fits and at_64k.max_concurrent_sequences == 1
+    assert gpus("openai/gpt-oss-120b", "H100", context_length=32768) == 1
     assert gpus("openai/gpt-oss-120b", "H200") == 1
-    assert gpus("openai/gpt-oss-20b", "L4") == 1  # vLLM: 16 GB+ GPUs
+    # vLLM: 16 GB+ GPUs. One L4 starts it at 128K but holds a single sequence.
+    assert size("openai/gpt-oss-20b", "L4", tensor_parallel=1, pipeline_parallel=1).fits
+    assert gpus("openai/gpt-oss-20b", "L4", context_length=65536) == 1
 
 
 def test_other_models() -> None:
@@ -384,6 +420,10 @@ def test_output_shapes() -> None:
         "perGpuUsedGiB",
         "perGpuCapacityGiB",
         "maxConcurrentSequences",
+        "minConcurrentSequences",
+        "meetsHeadroom",
+        "memoryFraction",
+        "startupSeconds",
         "reason",
         "field",
     ]
@@ -393,10 +433,68 @@ def test_output_shapes() -> None:
     assert "TP=4" in text and "fits" in text
 
 
-def test_engine_variants_change_the_budget() -> None:
-    sglang = EngineTraits(name="sglang", activation_in_headroom=True)
-    trt = EngineTraits(name="trtllm", memory_is_fraction_of_free=True)
-    base = size("meta-llama/Llama-3.1-8B-Instruct", "H100")
-    assert size("meta-llama/Llama-3.1-8B-Instruct", "H100", engine=sglang).overhead_gib == 0
-    t = size("meta-llama/Llama-3.1-8B-Instruct", "H100", engine=trt)
-    assert t.fits and t.kv_cache_per_gpu_gib != base.kv_cache_per_gpu_gib
+def test_engine_budgets_differ_as_the_engines_do() -> None:
+    model = "meta-llama/Llama-3.1-8B-Instruct"
+    vllm = size(model, "H100", engine=ENGINES["vllm"].traits)
+    sglang = size(model, "H100", engine=ENGINES["sglang"].traits)
+    tgi = size(model, "H100", engine=ENGINES["tgi"].traits)
+    trt = size(model, "H100", engine=ENGINES["trtllm"].traits)
+    # vLLM plans within utilization x total and passes the utilization as is.
+    assert vllm.memory_fraction == 0.9
+    assert vllm.per_gpu_capacity_gib == pytest.approx(0.9 * 79.11)
+    # SGLang: never above its own --mem-fraction-static (10+ GB left for activations and
+    # graphs on an 80 GB GPU), which covers weights and KV only.
+    assert sglang.memory_fraction == pytest.approx(0.827, abs=0.002)
+    assert sglang.per_gpu_capacity_gib < vllm.per_gpu_capacity_gib
+    # TGI: --cuda-memory-fraction over its 0.90 wiggle room gives the same 90 %.
+    assert tgi.memory_fraction == 1.0
+    assert tgi.per_gpu_capacity_gib == pytest.approx(vllm.per_gpu_capacity_gib)
+    # TensorRT-LLM: the KV cache takes 90 % of what weights and buffers leave free.
+    assert trt.fits and trt.kv_cache_per_gpu_gib != vllm.kv_cache_per_gpu_gib
+
+
+def test_a_utilization_the_engine_cannot_take_is_refused_with_the_field() -> None:
+    full = size("meta-llama/Llama-3.1-8B-Instruct", "H100", gpu_memory_utilization=1.0)
+    assert not full.fits and full.field == "engine.gpuMemoryUtilization"
+    assert "free after the CUDA context" in full.reason
+    # A small GPU at 0.97: the CUDA context and graphs no longer fit outside the budget.
+    tight = size(
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "L4",
+        context_length=4096,
+        gpu_memory_utilization=0.97,
+        tensor_parallel=1,
+        pipeline_parallel=1,
+    )
+    assert not tight.fits and "outside the engine's budget" in tight.reason
+
+
+def test_the_headroom_rule_is_a_request_field() -> None:
+    relaxed = size("Qwen/Qwen3-32B", "H100", context_length=16384, min_concurrent_sequences=1)
+    strict = size("Qwen/Qwen3-32B", "H100", context_length=16384, min_concurrent_sequences=8)
+    assert relaxed.gpus_per_replica == 1 and relaxed.max_concurrent_sequences >= 1
+    assert strict.gpus_per_replica == 2 and strict.max_concurrent_sequences >= 8
+    assert strict.min_concurrent_sequences == 8 and strict.meets_headroom
+
+
+def test_no_layout_serving_the_rule_names_the_field() -> None:
+    p = size(
+        "Qwen/Qwen3-32B",
+        "H100",
+        engine=ENGINES["tgi"].traits,
+        gpus_per_node=1,
+        context_length=16384,
+        min_concurrent_sequences=4,
+    )
+    assert not p.fits and p.field == "engine.maxContextLength"
+    assert "holds 4 sequences" in p.reason and "minConcurrentSequences 2 accepts it" in p.reason
+
+
+def test_start_up_window_grows_with_the_weights() -> None:
+    small = size("meta-llama/Llama-3.1-8B-Instruct", "H100")
+    big = size("meta-llama/Llama-3.1-405B-Instruct", "H100", context_length=32768)
+    assert small.startup_seconds == 1800  # the 30-minute floor
+    # 10 min + 8 s/GiB of 756 GiB, + 5 min for a two-node group, rounded up to a minute
+    assert big.startup_seconds == 6960 and big.nodes_per_replica == 2
+    fixed = size("meta-llama/Llama-3.1-8B-Instruct", "H100", startup_timeout_seconds=900)
+    assert fixed.startup_seconds == 900

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubellm.sizing import EngineTraits, ModelArchitecture, SizingPlan, SizingRequest, plan
+from kubellm.engines import ENGINES
+from kubellm.sizing import ModelArchitecture, SizingPlan, SizingRequest, plan
 from kubellm.sizing.memory import BYTES_PER_PARAM, KV_CACHE_DTYPE_BYTES
 
 
@@ -36,19 +37,7 @@ def models(draw: st.DrawFn) -> ModelArchitecture:
     )
 
 
-engines = st.sampled_from(
-    [
-        EngineTraits(name="vllm"),
-        EngineTraits(
-            name="tgi",
-            supports_pipeline_parallel=False,
-            kv_heads_must_divide=True,
-            multi_node=False,
-        ),
-        EngineTraits(name="trtllm", memory_is_fraction_of_free=True),
-        EngineTraits(name="sglang", activation_in_headroom=True),
-    ]
-)
+engines = st.sampled_from([engine.traits for engine in ENGINES.values()])
 
 
 @st.composite
@@ -67,6 +56,7 @@ def requests(draw: st.DrawFn) -> SizingRequest:
         gpu_memory_utilization=draw(st.floats(0.05, 1.0)),
         tensor_parallel=draw(st.one_of(st.none(), st.integers(1, 32))),
         pipeline_parallel=draw(st.one_of(st.none(), st.integers(1, 200))),
+        min_concurrent_sequences=draw(st.integers(1, 8)),
         engine=draw(engines),
     )
 
@@ -93,13 +83,19 @@ def _consistent(req: SizingRequest, p: SizingPlan) -> None:
         if req.engine.kv_heads_must_divide:
             assert req.model.kv_heads % p.tensor_parallel == 0
         assert p.max_concurrent_sequences >= 1
+        if req.tensor_parallel is None and req.pipeline_parallel is None:
+            # no automatic plan above the headroom rule
+            assert p.meets_headroom
+            assert p.max_concurrent_sequences >= req.min_concurrent_sequences
     else:
         assert p.field in {
             "resources.tensorParallel",
             "resources.pipelineParallel",
             "resources.gpu",
+            "resources.minConcurrentSequences",
             "engine.maxContextLength",
             "engine.quantization",
+            "engine.gpuMemoryUtilization",
         }
     assert set(p.to_dict()) >= {"tensorParallel", "pipelineParallel", "gpusPerReplica", "fits"}
 

@@ -7,7 +7,8 @@ finds nothing new computes a status equal to the one stored, and nothing is writ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from kubellm.api.models import (
@@ -22,10 +23,15 @@ from kubellm.api.models import (
     SizingStatus,
 )
 from kubellm.render import Resolved
+from kubellm.rollout.pods import RevisionPods, why_not_ready
 from kubellm.sizing import SizingPlan
 
 TRUE: Literal["True"] = "True"
 FALSE: Literal["False"] = "False"
+
+
+UNAVAILABLE_GRACE_SECONDS = 300.0
+_IMAGE_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName"})
 
 
 @dataclass(frozen=True)
@@ -38,13 +44,18 @@ class Observation:
     spec_problems: tuple[str, ...]  # empty when the spec is valid and fits
     sizing: SizingStatus | None  # None keeps the previous one (invalid spec)
     revisions: tuple[RevisionStatus, ...]
-    desired_replicas: int
+    desired_replicas: int  # serving replicas the spec (or the autoscaler) asks for
     selector: str
     rollout: RolloutStatus | None
     history: tuple[HistoryEntry, ...]
     stats: RolloutStats | None
-    degraded: tuple[str, str] | None  # (reason, message) from the rollout, e.g. RolledBack
-    stalled: tuple[str, str] | None  # (reason, message) of a workload that stopped progressing
+    degraded: tuple[str, str] | None = None  # (reason, message): rollback, reconcile error...
+    halted: tuple[str, str] | None = None  # (reason, message): a rollout paused for a human
+    pods: RevisionPods = field(default_factory=RevisionPods)  # of the serving revisions
+    unavailable_grace: float = UNAVAILABLE_GRACE_SECONDS
+    # InvalidSpec: kubellm found the problems; RefusedByAPIServer: a rendered child was
+    # refused (a free-form field the schema let through)
+    spec_reason: str = "InvalidSpec"
     autoscaling: AutoscalingStatus | None = None  # autoscaling_status(resolved)
 
 
@@ -62,6 +73,9 @@ def sizing_status(plan: SizingPlan, gpu_type: str | None) -> SizingStatus:
         per_gpu_used_gi_b=round(plan.per_gpu_used_gib, 2),
         per_gpu_capacity_gi_b=round(plan.per_gpu_capacity_gib, 2),
         max_concurrent_sequences=plan.max_concurrent_sequences,
+        min_concurrent_sequences=plan.min_concurrent_sequences,
+        memory_fraction=plan.memory_fraction,
+        startup_timeout_seconds=plan.startup_seconds,
         reason=plan.reason,
     )
 
@@ -118,6 +132,28 @@ def phase_of(conditions: Sequence[Condition], serving: bool) -> Phase:
     return "Pending"
 
 
+def not_ready_reason(pods: RevisionPods) -> str:
+    """Why serving pods are not Ready, as a Ready condition reason (see docs/operations.md)."""
+    if pods.failing_reason == "CrashLoopBackOff":
+        return "CrashLooping"
+    if pods.failing_reason in _IMAGE_REASONS:
+        return "ImagePullFailing"
+    if pods.failing:
+        return "PodsFailing"
+    if pods.pending:
+        return "PodsUnschedulable" if pods.pending_message else "PodsPending"
+    if pods.loading:
+        return "EngineLoading"
+    return "ReplicasNotReady"
+
+
+def _since(condition: Condition | None, now: str) -> float:
+    if condition is None:
+        return 0.0
+    start = datetime.fromisoformat(condition.last_transition_time.replace("Z", "+00:00"))
+    return (datetime.fromisoformat(now.replace("Z", "+00:00")) - start).total_seconds()
+
+
 def compose(o: Observation) -> LLMDeploymentStatus:
     """The whole status from one observation."""
     ready = sum(r.ready_replicas for r in o.revisions)
@@ -128,10 +164,11 @@ def compose(o: Observation) -> LLMDeploymentStatus:
 
     if o.spec_problems:
         message = "; ".join(o.spec_problems)
-        conditions = set_condition(conditions, "SpecValid", FALSE, "InvalidSpec", message, now, gen)
+        conditions = set_condition(conditions, "SpecValid", FALSE, o.spec_reason, message, now, gen)
     else:
         conditions = set_condition(conditions, "SpecValid", TRUE, "Valid", "", now, gen)
 
+    unavailable = None
     if o.desired_replicas == 0:
         conditions = set_condition(
             conditions, "Ready", TRUE, "ScaledToZero", "no replicas requested", now, gen
@@ -140,14 +177,19 @@ def compose(o: Observation) -> LLMDeploymentStatus:
         message = f"{ready}/{o.desired_replicas} replicas ready"
         conditions = set_condition(conditions, "Ready", TRUE, "ReplicasReady", message, now, gen)
     else:
-        message = f"{ready}/{o.desired_replicas} replicas ready"
-        conditions = set_condition(
-            conditions, "Ready", FALSE, "ReplicasNotReady", message, now, gen
-        )
+        reason = not_ready_reason(o.pods)
+        message = f"{ready}/{o.desired_replicas} replicas ready: {why_not_ready(o.pods)}"
+        conditions = set_condition(conditions, "Ready", FALSE, reason, message, now, gen)
+        down = next(c for c in conditions if c.type == "Ready")
+        if reason != "EngineLoading" and _since(down, now) >= o.unavailable_grace:
+            unavailable = ("ReplicasUnavailable", message)
 
-    if rolling and o.rollout:
+    if o.halted:
+        conditions = set_condition(conditions, "Progressing", FALSE, *o.halted, now, gen)
+    elif rolling and o.rollout:
+        reason = "RolloutPaused" if o.rollout.paused else "RolloutInProgress"
         conditions = set_condition(
-            conditions, "Progressing", TRUE, "RolloutInProgress", o.rollout.message, now, gen
+            conditions, "Progressing", TRUE, reason, o.rollout.message, now, gen
         )
     elif ready < o.desired_replicas or replicas > o.desired_replicas:
         message = f"{ready}/{o.desired_replicas} ready, {replicas} running"
@@ -160,7 +202,7 @@ def compose(o: Observation) -> LLMDeploymentStatus:
     if o.spec_problems:
         degraded: tuple[str, str] | None = ("InvalidSpec", "; ".join(o.spec_problems))
     else:
-        degraded = o.degraded or o.stalled
+        degraded = o.degraded or unavailable
     if degraded:
         conditions = set_condition(conditions, "Degraded", TRUE, *degraded, now, gen)
     else:
@@ -183,3 +225,12 @@ def compose(o: Observation) -> LLMDeploymentStatus:
         history=list(o.history),
         rollout_stats=o.stats,
     )
+
+
+def unavailable_in(status: LLMDeploymentStatus, now: str, grace: float) -> float | None:
+    """Seconds until a Ready=False condition has lasted the grace period (to look again)."""
+    down = next((c for c in status.conditions if c.type == "Ready"), None)
+    if down is None or down.status != FALSE or down.reason == "EngineLoading":
+        return None
+    left = grace - _since(down, now)
+    return left if left > 0 else None

@@ -69,10 +69,10 @@ kubellm.rbac.namespacedRules: what the operator needs in every namespace it serv
 (a ClusterRole when it watches the whole cluster, a Role per namespace otherwise).
 */}}
 {{- define "kubellm.rbac.namespacedRules" -}}
-# The resource itself: read it, patch metadata (Kopf finalizers and progress annotations).
+# The resource itself: read it (the operator never writes the spec or its metadata).
 - apiGroups: ["kubellm.io"]
   resources: ["llmdeployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["kubellm.io"]
   resources: ["llmdeployments/status"]
   verbs: ["get", "patch", "update"]
@@ -83,34 +83,47 @@ kubellm.rbac.namespacedRules: what the operator needs in every namespace it serv
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-# Children, applied with server-side apply and owned by the LLMDeployment.
+# Children, applied with server-side apply and owned by the LLMDeployment; `update` replaces a
+# child someone else edited in a way an apply cannot take back (drift repair).
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Every running revision's snapshot, to rebuild it (immutable once created).
+- apiGroups: ["apps"]
+  resources: ["controllerrevisions"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["leaderworkerset.x-k8s.io"]
   resources: ["leaderworkersets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["podmonitors"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["keda.sh"]
-  resources: ["scaledobjects"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  resources: ["scaledobjects", "triggerauthentications"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+{{- with .Values.prometheusAuth.secretNames }}
+# Prometheus credentials for canary analysis: `get` only, and only Secrets of these names
+# (no list or watch: the operator cannot discover any other Secret).
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: {{ toJson . }}
+  verbs: ["get"]
+{{- end }}
 {{- end }}
 
 {{/*

@@ -7,10 +7,28 @@ refuses them at admission. The CRD YAML is generated from these models (see `api
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from kubellm.api.kubernetes import (
+    Problems,
+    annotation_problems,
+    dns_subdomain,
+    label_problems,
+    schema_problems,
+)
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64)
@@ -24,6 +42,11 @@ Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 
 
+def _parallelism_message(field: str) -> str:
+    allowed = ", ".join(str(n) for n in POWERS_OF_TWO)
+    return f"{field} must be 'auto' or a power of two ({allowed})"
+
+
 def _parallelism_schema(field: str) -> WithJsonSchema:
     """`auto` or a power of two, checked by the API server with a message naming the field."""
     allowed = ", ".join(str(n) for n in POWERS_OF_TWO)
@@ -35,18 +58,37 @@ def _parallelism_schema(field: str) -> WithJsonSchema:
             "x-kubernetes-validations": [
                 {
                     "rule": f"type(self) == string ? self == 'auto' : self in [{allowed}]",
-                    "message": f"{field} must be 'auto' or a power of two ({allowed})",
+                    "message": _parallelism_message(field),
                 }
             ],
         }
     )
 
 
+@dataclass(frozen=True)
+class ParallelSize:
+    """Offline, like the CEL rule: `auto` or a positive whole number (YAML `false` is not 0);
+    sizing explains a number that is not a power of two or does not divide the model."""
+
+    field: str
+
+    def __call__(self, value: object) -> int | Literal["auto"]:
+        if value == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PydanticCustomError("parallelism", _parallelism_message(self.field))
+        return value
+
+
 TensorParallel = Annotated[
-    Annotated[int, Field(strict=True)] | Literal["auto"], _parallelism_schema("tensorParallel")
+    int | Literal["auto"],
+    PlainValidator(ParallelSize("tensorParallel")),
+    _parallelism_schema("tensorParallel"),
 ]
 PipelineParallel = Annotated[
-    Annotated[int, Field(strict=True)] | Literal["auto"], _parallelism_schema("pipelineParallel")
+    int | Literal["auto"],
+    PlainValidator(ParallelSize("pipelineParallel")),
+    _parallelism_schema("pipelineParallel"),
 ]
 Quantity = Annotated[
     str | int,
@@ -74,10 +116,82 @@ AutoscalingTarget = Annotated[
         }
     ),
 ]
-FreeForm = Annotated[
-    dict[str, Any],
-    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+# How Kubernetes nodes advertise their GPU model; the label table is kubellm.sizing.gpu_labels.
+GpuNodeLabels = Literal["nvidia", "gke", "eks", "karpenter-aws", "karpenter-azure", "none"]
+KUBERNETES_PROBLEMS = "kubernetes"  # pydantic error type whose ctx carries (path, message)s
+
+
+def raise_problems(problems: Problems) -> None:
+    """Report problems below a field; `render.resolve` turns each into its own field path."""
+    if problems:
+        summary = "; ".join(f"{path}: {message}" if path else message for path, message in problems)
+        raise PydanticCustomError(KUBERNETES_PROBLEMS, summary, {"problems": problems})
+
+
+@dataclass(frozen=True)
+class KubernetesSchema:
+    """Validator of a core/v1 type against the real Kubernetes schema (see api.kubernetes)."""
+
+    kind: str
+
+    def __call__(self, value: dict[str, Any]) -> dict[str, Any]:
+        raise_problems(schema_problems(value, self.kind))
+        return value
+
+
+# Pass-through core/v1 objects are free-form in the CRD (their OpenAPI inlined would make it
+# huge) and checked against the real schema by `resolve()`, so the operator reports them.
+FREE_OBJECT = WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    raise_problems(label_problems(value))
+    return value
+
+
+def _annotations(value: dict[str, str]) -> dict[str, str]:
+    raise_problems(annotation_problems(value))
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if not dns_subdomain(value):
+        raise_problems([("", f"{value!r} is not a DNS subdomain (lowercase, digits, '-', '.')")])
+    return value
+
+
+Affinity = Annotated[dict[str, Any], AfterValidator(KubernetesSchema("Affinity")), FREE_OBJECT]
+Container = Annotated[dict[str, Any], AfterValidator(KubernetesSchema("Container")), FREE_OBJECT]
+EnvFromSource = Annotated[
+    dict[str, Any], AfterValidator(KubernetesSchema("EnvFromSource")), FREE_OBJECT
 ]
+EnvVarSource = Annotated[
+    dict[str, Any], AfterValidator(KubernetesSchema("EnvVarSource")), FREE_OBJECT
+]
+LocalObjectReference = Annotated[
+    dict[str, Any], AfterValidator(KubernetesSchema("LocalObjectReference")), FREE_OBJECT
+]
+PodSecurityContext = Annotated[
+    dict[str, Any], AfterValidator(KubernetesSchema("PodSecurityContext")), FREE_OBJECT
+]
+Probe = Annotated[dict[str, Any], AfterValidator(KubernetesSchema("Probe")), FREE_OBJECT]
+ResourceRequirements = Annotated[
+    dict[str, Any], AfterValidator(KubernetesSchema("ResourceRequirements")), FREE_OBJECT
+]
+SecurityContext = Annotated[
+    dict[str, Any], AfterValidator(KubernetesSchema("SecurityContext")), FREE_OBJECT
+]
+Toleration = Annotated[dict[str, Any], AfterValidator(KubernetesSchema("Toleration")), FREE_OBJECT]
+TopologySpreadConstraint = Annotated[
+    dict[str, Any], AfterValidator(KubernetesSchema("TopologySpreadConstraint")), FREE_OBJECT
+]
+Volume = Annotated[dict[str, Any], AfterValidator(KubernetesSchema("Volume")), FREE_OBJECT]
+VolumeMount = Annotated[
+    dict[str, Any], AfterValidator(KubernetesSchema("VolumeMount")), FREE_OBJECT
+]
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+Annotations = Annotated[dict[str, str], AfterValidator(_annotations)]
+ObjectName = Annotated[str, Field(max_length=253), AfterValidator(_dns_subdomain)]
 
 
 class CamelModel(BaseModel):
@@ -110,7 +224,8 @@ class ModelSource(CamelModel):
     claim_name: str | None = Field(
         default=None,
         max_length=253,
-        description="PersistentVolumeClaim holding the weights (type `pvc`), mounted read-only.",
+        description="PersistentVolumeClaim holding the weights (type `pvc`), mounted read-only"
+        " by every pod: ReadOnlyMany or ReadWriteMany when pods can run on several nodes.",
     )
     path: str | None = Field(
         default=None,
@@ -199,7 +314,10 @@ class ModelSpec(CamelModel):
         default=None,
         max_length=253,
         description="PersistentVolumeClaim used as the download cache, so restarts and new"
-        " replicas do not download again; an emptyDir when unset.",
+        " replicas do not download again. Every pod of every revision mounts it, on whatever"
+        " node it lands: it must be ReadWriteMany (a ReadWriteOnce volume attaches to one node"
+        " and the other pods stay ContainerCreating). Unset: an emptyDir sized from the model,"
+        " requested as ephemeral storage.",
     )
     architecture: ModelArchitectureOverride | None = Field(
         default=None,
@@ -214,9 +332,10 @@ class ModelSpec(CamelModel):
 class EnvVar(CamelModel):
     name: str = Field(max_length=256, description="Environment variable name.")
     value: str | None = Field(default=None, description="Literal value.")
-    value_from: FreeForm | None = Field(
+    value_from: EnvVarSource | None = Field(
         default=None,
-        description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef).",
+        description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef...),"
+        " checked against the Kubernetes schema.",
     )
 
 
@@ -251,7 +370,9 @@ class EngineSpec(CamelModel):
         gt=0,
         le=1,
         description="Fraction of each GPU's memory the engine may use (weights, KV cache,"
-        " activations); sizing plans within it.",
+        " activations); sizing plans within it and translates it into each engine's own"
+        " memory flag (SGLang --mem-fraction-static never above SGLang's own default, TGI"
+        " --cuda-memory-fraction over its 0.90 wiggle room).",
     )
     extra_args: list[Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=list,
@@ -261,6 +382,12 @@ class EngineSpec(CamelModel):
     )
     env: list[EnvVar] = Field(
         default_factory=list, max_length=64, description="Extra environment variables."
+    )
+    startup_timeout: Duration | None = Field(
+        default=None,
+        description="How long a pod may take from start to its first healthy answer"
+        " (download, load, compile, CUDA graphs); the startup probe and the workload's"
+        " progress deadline follow it. Default: 10m + 8s per GiB of weights, at least 30m.",
     )
 
 
@@ -301,6 +428,16 @@ class GpuSpec(CamelModel):
     per_node: int = Field(
         default=8, gt=0, le=64, description="GPUs per node; tensor parallel stays within one."
     )
+    node_labels: GpuNodeLabels | None = Field(
+        default=None,
+        description="How this cluster's nodes advertise the GPU model, for the required node"
+        " affinity: `nvidia` (GPU feature discovery `nvidia.com/gpu.product`; AMD's"
+        " `amd.com/gpu.product-name`), `gke` (`cloud.google.com/gke-accelerator`), `eks` (EKS"
+        " Auto Mode `eks.amazonaws.com/instance-gpu-name`), `karpenter-aws`"
+        " (`karpenter.k8s.aws/instance-gpu-name`), `karpenter-azure`"
+        " (`karpenter.azure.com/sku-gpu-name`) or `none` (no GPU node affinity). Defaults to"
+        " the operator's `--gpu-node-labels`.",
+    )
 
     @model_validator(mode="after")
     def _type_or_memory(self) -> GpuSpec:
@@ -320,21 +457,39 @@ class ResourcesSpec(CamelModel):
     memory: Quantity | None = Field(
         default=None, description="Memory request per pod; defaults from the model size."
     )
+    min_concurrent_sequences: int = Field(
+        default=2,
+        ge=1,
+        le=4096,
+        description="Headroom rule: automatic sizing picks the smallest layout whose KV cache"
+        " holds at least this many sequences of maxContextLength at once (what vLLM logs as"
+        " 'Maximum concurrency'). One sequence starts the engine but serves one long request"
+        " at a time with no margin against an OOM; 2 keeps a full sequence of margin.",
+    )
 
 
 # ---------------------------------------------------------------------- scheduling
 
 
 class SchedulingSpec(CamelModel):
-    node_selector: dict[str, str] = Field(
+    """Shorthands for the scheduling fields of `template.spec`; set each in one place only."""
+
+    node_selector: Labels = Field(
         default_factory=dict,
-        description="Extra node labels, merged with the GPU product selector.",
+        description="Extra node labels the pods require, on top of the GPU node affinity (a"
+        " nodeSelector adds to it, it cannot replace it: see resources.gpu.nodeLabels).",
     )
-    tolerations: list[FreeForm] = Field(
+    tolerations: list[Toleration] = Field(
         default_factory=list,
-        description="Pod tolerations; `nvidia.com/gpu` NoSchedule is tolerated by default.",
+        max_length=64,
+        description="Pod tolerations (Kubernetes Toleration); the GPU resource's NoSchedule"
+        " taint is tolerated by default.",
     )
-    affinity: FreeForm | None = Field(default=None, description="Pod affinity rules.")
+    affinity: Affinity | None = Field(
+        default=None,
+        description="Pod affinity rules (Kubernetes Affinity); the GPU node affinity is added"
+        " to every required node selector term.",
+    )
     priority_class_name: str | None = Field(
         default=None, max_length=253, description="PriorityClass of the serving pods."
     )
@@ -344,6 +499,145 @@ class ServiceSpec(CamelModel):
     port: int = Field(default=8000, gt=0, lt=65536, description="Port clients connect to.")
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP", description="Kubernetes Service type."
+    )
+    annotations: Annotations = Field(
+        default_factory=dict,
+        description="Annotations of the client Service, e.g. to make a LoadBalancer internal"
+        " (`networking.gke.io/load-balancer-type: Internal`,"
+        " `service.beta.kubernetes.io/aws-load-balancer-scheme: internal`).",
+    )
+    labels: Labels = Field(
+        default_factory=dict,
+        description="Extra labels of the client Service; kubellm's own label keys are refused.",
+    )
+
+
+# ------------------------------------------------------------------------ template
+
+
+class PodMetadataOverride(CamelModel):
+    labels: Labels = Field(
+        default_factory=dict,
+        description="Extra pod labels (cost allocation, mesh opt-out...); kubellm's own keys"
+        " (app.kubernetes.io/instance, component, managed-by, kubellm.io/*) are refused.",
+    )
+    annotations: Annotations = Field(
+        default_factory=dict,
+        description='Extra pod annotations (e.g. `sidecar.istio.io/inject: "false"`);'
+        " kubellm.io/* keys are refused.",
+    )
+
+
+class EngineContainerOverride(CamelModel):
+    """Additions to the engine container (and to the workers' container in multi-node pods)."""
+
+    name: Literal["engine"] = Field(
+        description="Always `engine`: the inference engine's container kubellm renders."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables, after engine.env (a name in both is refused).",
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list, max_length=16, description="Kubernetes EnvFromSource entries."
+    )
+    volume_mounts: list[VolumeMount] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Mounts of template.spec.volumes (Kubernetes VolumeMount).",
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None,
+        description="Requests and limits merged per resource over kubellm's (cpu, memory,"
+        " ephemeral-storage, RDMA devices...); the GPU resource is kubellm's and refused.",
+    )
+    security_context: SecurityContext | None = Field(
+        default=None, description="Merged field by field over kubellm's container securityContext."
+    )
+    startup_probe: Probe | None = Field(
+        default=None, description="Replaces kubellm's startup probe (engine health path)."
+    )
+    readiness_probe: Probe | None = Field(
+        default=None, description="Replaces kubellm's readiness probe."
+    )
+    liveness_probe: Probe | None = Field(
+        default=None, description="Replaces kubellm's liveness probe."
+    )
+
+
+class PodSpecOverride(CamelModel):
+    service_account_name: ObjectName | None = Field(
+        default=None,
+        description="ServiceAccount of the pods, e.g. one bound to a cloud identity (IRSA,"
+        " Workload Identity) to read weights from object storage.",
+    )
+    automount_service_account_token: bool | None = Field(
+        default=None,
+        description="Mount the ServiceAccount token; kubellm's default is false.",
+    )
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, max_length=16, description="Secrets to pull the engine image."
+    )
+    node_selector: Labels = Field(
+        default_factory=dict,
+        description="Extra node labels the pods require (same as scheduling.nodeSelector).",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=64, description="Same as scheduling.tolerations."
+    )
+    affinity: Affinity | None = Field(default=None, description="Same as scheduling.affinity.")
+    topology_spread_constraints: list[TopologySpreadConstraint] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Spread the serving pods over zones or nodes (Kubernetes"
+        " TopologySpreadConstraint).",
+    )
+    runtime_class_name: ObjectName | None = Field(
+        default=None, description="RuntimeClass of the pods, e.g. `nvidia`."
+    )
+    priority_class_name: ObjectName | None = Field(
+        default=None, description="Same as scheduling.priorityClassName."
+    )
+    security_context: PodSecurityContext | None = Field(
+        default=None,
+        description="Merged field by field over kubellm's pod securityContext (seccomp"
+        " RuntimeDefault).",
+    )
+    termination_grace_period_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=86400,
+        description="Replaces kubellm's grace period (preStop drain + the longest request at"
+        " maxContextLength + exit margin); the engine's drain timeout follows it.",
+    )
+    volumes: list[Volume] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Extra pod volumes (Kubernetes Volume); kubellm's names (shm,"
+        " model-cache, weights) are refused.",
+    )
+    init_containers: list[Container] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Init containers (Kubernetes Container), e.g. to fetch weights or, with"
+        " `restartPolicy: Always`, native sidecars.",
+    )
+    containers: list[EngineContainerOverride] = Field(
+        default_factory=list,
+        max_length=1,
+        description="Additions to the engine container, named `engine`.",
+    )
+
+
+class PodTemplateOverride(CamelModel):
+    """A partial pod template merged onto every pod kubellm renders."""
+
+    metadata: PodMetadataOverride = Field(
+        default_factory=PodMetadataOverride, description="Pod labels and annotations."
+    )
+    spec: PodSpecOverride = Field(
+        default_factory=PodSpecOverride, description="Pod spec fields platform teams set."
     )
 
 
@@ -422,6 +716,11 @@ class AutoscalingSpec(CamelModel):
     )
     prometheus_url: str | None = Field(
         default=None, max_length=1024, description="Prometheus address KEDA queries."
+    )
+    prometheus_auth: PrometheusAuth | None = Field(
+        default=None,
+        description="Credentials KEDA uses for Prometheus (a TriggerAuthentication on the"
+        " Secret's keys).",
     )
     behavior: ScalingBehavior | None = Field(
         default=None, description="HPA scale-up/down behaviour; safe defaults when unset."
@@ -505,9 +804,39 @@ class MetricCheck(CamelModel):
     max: float | None = Field(default=None, description="Fail above this.")
 
 
+class PrometheusAuth(CamelModel):
+    """Credentials for a Prometheus behind authentication, from a Secret in the namespace."""
+
+    type: Literal["bearer", "basic"] = Field(
+        description="`bearer` (an Authorization: Bearer token) or `basic` (user and password)."
+    )
+    secret_name: ObjectName = Field(
+        description="Secret in the LLMDeployment's namespace. The operator must be allowed to"
+        " read it (chart value prometheusAuth.secretNames); KEDA reads it itself."
+    )
+    token_key: str = Field(
+        default="token", max_length=253, description="Key of the bearer token in the Secret."
+    )
+    username_key: str = Field(
+        default="username", max_length=253, description="Key of the basic-auth user."
+    )
+    password_key: str = Field(
+        default="password", max_length=253, description="Key of the basic-auth password."
+    )
+    ca_key: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Key of a PEM CA bundle that signed Prometheus' https certificate; the"
+        " system CAs when unset.",
+    )
+
+
 class Analysis(CamelModel):
     prometheus_url: str = Field(
         max_length=1024, description="Prometheus HTTP API base, e.g. http://prometheus:9090."
+    )
+    prometheus_auth: PrometheusAuth | None = Field(
+        default=None, description="Credentials when Prometheus requires authentication."
     )
     interval: Duration = Field(default="1m", description="Time between analyses.")
     failure_limit: int = Field(
@@ -516,7 +845,8 @@ class Analysis(CamelModel):
     min_requests: int = Field(
         default=20,
         ge=0,
-        description="Canary requests needed in an interval; fewer is inconclusive, not a pass.",
+        description="Canary requests needed in an interval; fewer is inconclusive, not a pass."
+        " With 0, no requests at all (a missing series) is enough.",
     )
     max_error_rate: float | None = Field(
         default=None, ge=0, le=1, description="Highest share of failed canary requests."
@@ -528,7 +858,15 @@ class Analysis(CamelModel):
         default=None, description="Highest canary P95 end-to-end request latency."
     )
     checks: list[MetricCheck] = Field(
-        default_factory=list, max_length=16, description="Custom PromQL checks."
+        default_factory=list,
+        max_length=16,
+        description="Custom PromQL checks; a failing check counts even below minRequests.",
+    )
+    inconclusive_limit: int = Field(
+        default=3,
+        ge=1,
+        description="Inconclusive analyses in a row that pause the rollout until `kubellm"
+        " promote` or `kubellm abort` (too little traffic, Prometheus unreachable...).",
     )
 
 
@@ -573,6 +911,13 @@ class RolloutSpec(CamelModel):
     auto_rollback: bool = Field(
         default=True, description="Roll back automatically when analysis fails."
     )
+    progress_deadline: Duration | None = Field(
+        default=None,
+        description="Longest a rollout step may go without progress (a new pod Ready or the"
+        " step advancing) before the new revision is rolled back and the stable gets its"
+        " full count again. Defaults to 10m, or to the engine's startup window for the model"
+        " when loading it takes longer.",
+    )
     history_limit: int = Field(
         default=10, ge=1, le=100, description="Rollouts kept in status.history."
     )
@@ -611,6 +956,13 @@ class LLMDeploymentSpec(CamelModel):
     )
     service: ServiceSpec = Field(
         default_factory=ServiceSpec, description="The client-facing Service."
+    )
+    template: PodTemplateOverride | None = Field(
+        default=None,
+        description="A partial pod template merged onto the rendered pods. kubellm keeps the"
+        " engine command, image, ports, GPU resources and its volumes; lists are appended,"
+        " securityContexts merged field by field, and probes, grace period, ServiceAccount"
+        " and class names replace kubellm's.",
     )
     autoscaling: AutoscalingSpec | None = Field(
         default=None, description="Scale on token throughput instead of a fixed count."
@@ -658,7 +1010,9 @@ class SizingStatus(StatusModel):
         alias="kvCachePerGpuGiB", description="Memory left for the KV cache per GPU, GiB."
     )
     overhead_gi_b: float = Field(
-        alias="overheadGiB", description="Engine overhead per GPU (activations, graphs), GiB."
+        alias="overheadGiB",
+        description="Engine overhead per GPU (activation peak, non-torch buffers, CUDA graphs"
+        " and context), GiB.",
     )
     per_gpu_used_gi_b: float = Field(alias="perGpuUsedGiB", description="Planned use per GPU, GiB.")
     per_gpu_capacity_gi_b: float = Field(
@@ -666,6 +1020,18 @@ class SizingStatus(StatusModel):
     )
     max_concurrent_sequences: int = Field(
         default=0, description="Full-context sequences the KV cache holds per replica."
+    )
+    min_concurrent_sequences: int = Field(
+        default=2, description="The headroom rule the plan was chosen with."
+    )
+    memory_fraction: float | None = Field(
+        default=None,
+        description="Value of the engine's own memory flag (vLLM --gpu-memory-utilization,"
+        " SGLang --mem-fraction-static, TGI --cuda-memory-fraction, TensorRT-LLM"
+        " --kv_cache_free_gpu_memory_fraction).",
+    )
+    startup_timeout_seconds: int | None = Field(
+        default=None, description="Start-up window of each pod, seconds."
     )
     reason: str = Field(description="Why this plan, in one line.")
 
@@ -698,6 +1064,7 @@ class AnalysisStatus(StatusModel):
     time: str = Field(description="When the analysis ran (RFC 3339).")
     verdict: Literal["Passed", "Failed", "Inconclusive"] = Field(description="Overall.")
     failures: int = Field(default=0, description="Failed analyses so far in this rollout.")
+    inconclusive: int = Field(default=0, description="Inconclusive analyses in a row.")
     requests: float | None = Field(default=None, description="Canary requests counted.")
     results: list[MetricResult] = Field(default_factory=list, description="Per signal.")
 
@@ -705,11 +1072,30 @@ class AnalysisStatus(StatusModel):
 class RolloutStatus(StatusModel):
     stable_revision: str | None = Field(default=None, description="Revision serving now.")
     canary_revision: str | None = Field(default=None, description="Revision being rolled out.")
-    canary_weight: int = Field(default=0, description="Canary traffic share, percent.")
+    canary_weight: int = Field(
+        default=0, description="Canary traffic share really served now, percent."
+    )
+    step_weight: int | None = Field(
+        default=None, description="Canary traffic share the current step aims for, percent."
+    )
     current_step: int | None = Field(default=None, description="Index of the canary step.")
     step_started_at: str | None = Field(default=None, description="When the step began.")
     started_at: str | None = Field(default=None, description="When the rollout began.")
-    paused: bool = Field(default=False, description="Waiting for `kubellm promote`.")
+    paused: bool = Field(
+        default=False,
+        description="Waiting for `kubellm promote` (or `abort`): a pause without a duration,"
+        " failed analysis without autoRollback, or inconclusive analyses.",
+    )
+    yielded: int = Field(
+        default=0,
+        description="Stable pods given up beyond the new revision's Ready pods, while its pods"
+        " waited for GPUs the stable held (at most one at a time).",
+    )
+    progressed_at: str | None = Field(
+        default=None,
+        description="When the new revision last made progress (a step began or a new pod"
+        " became Ready); the progress deadline counts from here.",
+    )
     message: str = Field(default="", description="What the rollout waits for.")
     changed: list[str] = Field(
         default_factory=list, description="What the rollout changes: model, engine, image..."

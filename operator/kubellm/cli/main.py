@@ -13,12 +13,14 @@ import yaml
 
 from kubellm.api.crd import all_crds, llmdeployment_crd
 from kubellm.cli.run import add_arguments as add_run_arguments
+from kubellm.cli.run import add_gpu_node_labels_argument
 from kubellm.cli.sre import add_arguments as add_sre_arguments
 from kubellm.cli.sre import cmd_abort, cmd_promote, cmd_status
 from kubellm.engines import ENGINES
 from kubellm.render import render_documents
 from kubellm.rollout.durations import parse_duration
 from kubellm.sizing import (
+    DEFAULT_MIN_CONCURRENT_SEQUENCES,
     SizingRequest,
     UnknownGPUError,
     UnknownModelError,
@@ -52,7 +54,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OSError, yaml.YAMLError) as error:
         print(f"error: cannot read {args.filename}: {error}", file=sys.stderr)
         return 2
-    result = render_documents(documents)
+    result = render_documents(documents, gpu_node_labels=args.gpu_node_labels)
     if result.problems:
         for name, problem in result.problems:
             print(f"error: {name}: {problem}", file=sys.stderr)
@@ -108,6 +110,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         gpu_memory_utilization=args.gpu_memory_utilization,
         tensor_parallel=args.tensor_parallel,
         pipeline_parallel=args.pipeline_parallel,
+        min_concurrent_sequences=args.min_concurrent_sequences,
         engine=engine.traits,
     )
     result = plan(request)
@@ -158,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="print every object the operator would apply")
     render.add_argument("-f", "--filename", required=True, help="YAML stream, or - for stdin")
     render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    add_gpu_node_labels_argument(render)
     render.set_defaults(handler=cmd_render)
 
     crd = sub.add_parser("crd", help="print the LLMDeployment CRD")
@@ -180,6 +184,13 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--gpus-per-node", type=int, default=8)
     size.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     size.add_argument("--ttft-slo", default="1s", help="time to first token for target auto")
+    size.add_argument(
+        "--min-concurrent-sequences",
+        type=int,
+        default=DEFAULT_MIN_CONCURRENT_SEQUENCES,
+        help="headroom rule: full-context sequences the KV cache must hold (default"
+        f" {DEFAULT_MIN_CONCURRENT_SEQUENCES})",
+    )
     size.add_argument("-o", "--output", choices=("json", "text"), default="text")
     size.set_defaults(handler=cmd_size)
 

@@ -5,19 +5,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
+from dataclasses import dataclass
+from typing import get_args
 
 import aiohttp
 import kopf
+from kopf._core.engines.peering import Identity  # the type kopf.operator() takes
 from prometheus_client import start_http_server
 
 from kubellm import FIELD_MANAGER
+from kubellm.api.models import GpuNodeLabels
+from kubellm.controller.cache import Cache
+from kubellm.controller.leadership import Peering
 from kubellm.controller.reconcile import Reconciler
-from kubellm.handlers import Memo, register, tick
+from kubellm.controller.runtime import Runtime
+from kubellm.handlers import register
 from kubellm.k8s.client import KubeClient
 from kubellm.metrics import REGISTRY
 
-PERSISTENCE_PREFIX = "kubellm.io"
+PEERING_LIFETIME_SECONDS = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics-port", type=int, default=8080)
     parser.add_argument("--health-port", type=int, default=8081)
-    parser.add_argument("--resync-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=60.0,
+        help="look at every LLMDeployment at least this often, with or without events",
+    )
+    parser.add_argument(
+        "--unavailable-grace-seconds",
+        type=float,
+        default=300.0,
+        help="serving pods Ready=False this long (not loading) turn the object Degraded",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--peering", default="kubellm", help="Kopf peering object name")
     parser.add_argument(
@@ -40,32 +61,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " chart's podMonitor.enabled) scrapes the engines, so no series is scraped twice",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_gpu_node_labels_argument(parser)
+
+
+def add_gpu_node_labels_argument(parser: argparse.ArgumentParser) -> None:
+    """The cluster's GPU node-label scheme; an LLMDeployment's resources.gpu.nodeLabels wins."""
+    parser.add_argument(
+        "--gpu-node-labels",
+        choices=get_args(GpuNodeLabels),
+        default="nvidia",
+        help="how nodes name their GPU model: nvidia (GPU feature discovery, the default),"
+        " gke, eks, karpenter-aws, karpenter-azure, or none (no GPU node affinity)",
+    )
 
 
 def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
-    """Kopf configured explicitly: kubellm.io persistence, quiet events, bounded timeouts."""
+    """Kopf configured explicitly: it only watches (no annotations, finalizers or Events)."""
     settings = kopf.OperatorSettings()
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=PERSISTENCE_PREFIX
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PERSISTENCE_PREFIX, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = (
-        f"{PERSISTENCE_PREFIX}/finalizer"  # unused: no blocking deletes
-    )
-    settings.posting.loggers = False  # events are posted deliberately, one per change
+    settings.posting.enabled = False  # kubellm posts its own Events, one per change
     settings.posting.reporting_component = FIELD_MANAGER
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    settings.execution.max_workers = 8
     settings.peering.name = args.peering
     settings.peering.mandatory = not args.standalone
     settings.peering.standalone = args.standalone
     # The replica that started first leads; a newer one waits until it is gone.
     settings.peering.priority = 10**13 - int(time.time() * 1000)
+    # A replica that dies without saying goodbye (SIGKILL, a lost node) holds the lead until
+    # its keep-alive expires: 20 s, renewed every 10-15 s, instead of Kopf's 60 s.
+    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     return settings
 
 
@@ -78,11 +104,10 @@ def credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
     return info
 
 
-async def _ensure_peering(client: KubeClient, args: argparse.Namespace) -> None:
+async def _ensure_peering(client: KubeClient, peering: Peering) -> None:
     """The peering object must exist for peering to work; create it when it does not."""
-    for namespace in args.namespace or [None]:
-        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
-        metadata = {"name": args.peering, **({"namespace": namespace} if namespace else {})}
+    for kind, namespace in peering.objects():
+        metadata = {"name": peering.name, **({"namespace": namespace} if namespace else {})}
         await client.apply({"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": metadata})
 
 
@@ -90,22 +115,34 @@ async def run_operator(args: argparse.Namespace) -> None:
     settings = settings_for(args)
     info = credentials(settings)
     client = KubeClient(info)
-    apis = await client.served_group_versions()
+    identity = f"kubellm-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    peering = None
     if not args.standalone:
-        await _ensure_peering(client, args)
+        peering = Peering(args.peering, identity, settings.peering.priority, tuple(args.namespace))
+        await _ensure_peering(client, peering)
     registry = kopf.OperatorRegistry()
-    register(registry, apis)
+    register(registry)
     kopf.on.login(registry=registry)(lambda **_: info)
     start_http_server(args.metrics_port, registry=REGISTRY)
     async with aiohttp.ClientSession() as prometheus_session:
-        reconciler = Reconciler(client, apis, prometheus_session, pod_monitor=args.pod_monitor)
-        memo = Memo(reconciler, args.resync_seconds)
-        ticker = asyncio.create_task(tick(memo))
+        cache = Cache()
+        reconciler = Reconciler(
+            client,
+            cache,
+            await client.served_group_versions(),
+            prometheus_session,
+            unavailable_grace=args.unavailable_grace_seconds,
+            gpu_node_labels=args.gpu_node_labels,
+            pod_monitor=args.pod_monitor,
+        )
+        runtime = Runtime(reconciler, cache, client, args.resync_seconds, peering=peering)
+        runtime.start()
         try:
             await kopf.operator(
                 registry=registry,
                 settings=settings,
-                memo=memo,
+                memo=Memo(runtime),
+                identity=Identity(identity),
                 clusterwide=not args.namespace,
                 namespaces=args.namespace,
                 standalone=args.standalone,
@@ -114,8 +151,15 @@ async def run_operator(args: argparse.Namespace) -> None:
                 liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
             )
         finally:
-            ticker.cancel()
+            await runtime.stop()
             await client.close()
+
+
+@dataclass
+class Memo:
+    """What Kopf hands every handler: the runtime."""
+
+    runtime: Runtime
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,5 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not args.verbose:  # Kopf says "Handler ... succeeded" for every watch event
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(run_operator(args))
     return 0

@@ -1,7 +1,8 @@
 """`kubellm status | promote | abort`: the SRE's view and requests.
 
 These only read the LLMDeployment or annotate it; the operator stays the only actor on
-children, and picks the request up at its next reconcile.
+children. A request names the rollout (and for `promote`, the step) it was made for, so a
+request that arrives late, or twice, never acts on another rollout or a later step.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import kopf
 from kubellm.api.models import LLMDeploymentStatus
 from kubellm.controller.reconcile import ABORT, PROMOTE
 from kubellm.k8s.client import ApiError, KubeClient
+from kubellm.rollout.planner import promote_token, rollout_id
 
 WATCH_SECONDS = 2.0
 
@@ -180,22 +182,37 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _request(args: argparse.Namespace, annotation: str) -> int:
+    """Annotate the LLMDeployment with what the request is for: this rollout (abort), or this
+    step of it (promote). The operator compares that with its own state, never a clock."""
     client, default_namespace = await _client()
     namespace = args.namespace or default_namespace
+    verb = "promotion" if annotation == PROMOTE else "abort"
     try:
+        obj = await client.get("LLMDeployment", namespace, args.name)
+        rollout = LLMDeploymentStatus.model_validate(obj.get("status") or {}).rollout
+        token = rollout and (
+            promote_token(rollout) if annotation == PROMOTE else rollout_id(rollout)
+        )
+        if not token:
+            print(f"error: {namespace}/{args.name} has no rollout in progress", file=sys.stderr)
+            return 1
         await client.merge_patch(
             "LLMDeployment",
             namespace,
             args.name,
-            {"metadata": {"annotations": {annotation: datetime.now(UTC).isoformat()}}},
+            {
+                "metadata": {
+                    "annotations": {annotation: token},
+                    "resourceVersion": obj["metadata"]["resourceVersion"],
+                }
+            },
         )
     except ApiError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
         await client.close()
-    verb = "promotion" if annotation == PROMOTE else "abort"
-    print(f"{namespace}/{args.name}: {verb} requested; the operator acts at its next reconcile")
+    print(f"{namespace}/{args.name}: {verb} of {token} requested; the operator acts on it next")
     return 0
 
 

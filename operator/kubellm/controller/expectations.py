@@ -1,77 +1,75 @@
-"""What this operator process last wrote, to see past watch-fed indices that lag behind.
+"""What this process just wrote, so a watch that lags behind causes no second write.
 
-Right after a write, a second reconcile (a timer firing, an event) can still read the old
-child or status from the indices. Without memory it would write the same thing again and
-post the same Event twice. Like controller-runtime's expectations, the memory only ever
-suppresses a write that this process already made.
+Like the ReplicaSet controller's expectations: after an apply or a delete, the next
+reconciles may still read the old child from the watch-fed index; until the watch shows the
+write (or a short TTL passes) that child is left alone. Once the watch has shown it, the
+memory is dropped, so a child deleted or edited afterwards is seen as missing or drifted at
+the very next reconcile. Memory can delay a write by at most the TTL, never hide one.
+
+One more thing is remembered: the digest the API server's copy had right after kubellm
+applied an object. The server can spell a field otherwise (`1k` for `1000`, list order);
+comparing with what it answered keeps such a child from being applied again and again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from kubellm.controller.children import Child
 
 Key = tuple[str, str, str]  # kind, namespace, name
+TTL_SECONDS = 15.0
 
 
 @dataclass
 class Expectations:
-    applied: dict[Key, tuple[str, int | None]] = field(default_factory=dict)
-    replicas: dict[Key, int] = field(default_factory=dict)
-    deleted: set[Key] = field(default_factory=set)
-    statuses: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    """One LLMDeployment's children."""
 
-    def needs_apply(self, key: Key, digest: str, live: Child | None) -> bool:
-        """Apply unless this digest is in place; someone else's later edit is drift."""
+    ttl: float = TTL_SECONDS
+    # desired digest, the resourceVersion the API server answered, when
+    applied: dict[Key, tuple[str, str, float]] = field(default_factory=dict)
+    answered: dict[Key, tuple[str, str]] = field(default_factory=dict)  # desired -> live digest
+    deleted: dict[Key, float] = field(default_factory=dict)  # when
+
+    def needs_apply(
+        self, key: Key, desired: str, wanted_live: str, live: Child | None, now: float
+    ) -> bool:
+        """Apply unless `live` holds `desired` untouched, or our own apply is not seen yet."""
+        accepted = self._accepted(key, desired, wanted_live)
+        in_sync = live is not None and live.applied == desired and live.live in accepted
+        if in_sync and live is not None and not live.foreign:
+            self.applied.pop(key, None)  # seen: from now on the index is the truth
+            return False
         mine = self.applied.get(key)
-        if mine is None:
-            return live is None or live.applied_hash != digest
-        if mine[0] != digest:
-            return True
-        drifted = live is not None and None not in (live.generation, mine[1])
-        return drifted and live is not None and (live.generation or 0) > (mine[1] or 0)
+        if mine is not None and mine[0] == desired and now - mine[2] < self.ttl:
+            if live is not None and live.resource_version == mine[1]:
+                del self.applied[key]  # our write is seen, yet not right: changed since
+                return True
+            return False  # the watch has not shown our write yet
+        return True
 
-    def record_apply(self, key: Key, digest: str, generation: int | None) -> None:
-        self.applied[key] = (digest, generation)
-        self.deleted.discard(key)
+    def _accepted(self, key: Key, desired: str, wanted_live: str) -> set[str]:
+        answered = self.answered.get(key)
+        learned = {answered[1]} if answered and answered[0] == desired else set()
+        return {wanted_live, *learned}
 
-    def needs_scale(self, key: Key, replicas: int, live: Child) -> bool:
-        return live.replicas != replicas and self.replicas.get(key) != replicas
+    def record_apply(self, key: Key, desired: str, answered: Child, now: float) -> None:
+        """After an apply: `answered` summarizes the object the API server returned."""
+        self.applied[key] = (desired, answered.resource_version or "", now)
+        answered_live = answered.live or ""
+        self.answered[key] = (desired, answered_live)
+        self.deleted.pop(key, None)
 
-    def record_scale(self, key: Key, replicas: int) -> None:
-        self.replicas[key] = replicas
+    def needs_delete(self, key: Key, now: float) -> bool:
+        when = self.deleted.get(key)
+        return when is None or now - when >= self.ttl
 
-    def needs_delete(self, key: Key) -> bool:
-        return key not in self.deleted
-
-    def record_delete(self, key: Key) -> None:
-        self.deleted.add(key)
+    def record_delete(self, key: Key, now: float) -> None:
+        self.deleted[key] = now
         self.applied.pop(key, None)
-        self.replicas.pop(key, None)
+        self.answered.pop(key, None)
 
     def forget_gone(self, present: set[Key]) -> None:
-        """Deletions the index has caught up with need no more memory."""
-        self.deleted &= present
-
-    def status(
-        self, uid: str, resource_version: str | None, stored: dict[str, Any]
-    ) -> dict[str, Any]:
-        """The status last written, when the body read is older than that write."""
-        mine = self.statuses.get(uid)
-        if (
-            mine
-            and resource_version
-            and resource_version.isdigit()
-            and int(resource_version) < mine[0]
-        ):
-            return mine[1]
-        return stored
-
-    def record_status(self, uid: str, resource_version: str | None, status: dict[str, Any]) -> None:
-        if resource_version and resource_version.isdigit():
-            self.statuses[uid] = (int(resource_version), status)
-
-    def forget(self, uid: str) -> None:
-        self.statuses.pop(uid, None)
+        """Deletions the watch has shown need no more memory."""
+        for key in [k for k in self.deleted if k not in present]:
+            del self.deleted[key]

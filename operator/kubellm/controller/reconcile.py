@@ -1,44 +1,102 @@
-"""One level-based, idempotent reconcile of one LLMDeployment.
+"""One level-based, idempotent reconcile of one LLMDeployment: the thin executor.
 
-Read (the body and the indexed children), decide (resolve, plan the rollout, render,
-compose the status: all pure), then write only what differs: server-side apply for children
-whose desired hash changed, a replicas patch or a delete for older revisions, and the status
-when it changed. An unchanged object therefore costs zero writes.
+Read (the newest body, children and pods from the watch-fed cache), decide (resolve, rebuild
+every running revision from its snapshot, plan the rollout, render, compose the status: all
+pure), then write: the status first, with a precondition on what was read, so a plan made
+from a stale read never lands, and only then the children that are missing, changed or
+drifted, and the deletion of those no longer wanted. An unchanged object costs zero writes.
+Every failure ends as a condition and one Event; the caller backs off.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
-import kopf
+from pydantic import ValidationError
 
 from kubellm import GROUP, KIND, VERSION, metrics
-from kubellm.api.models import AnalysisStatus, LLMDeploymentStatus, RevisionStatus
+from kubellm.api.models import AnalysisStatus, GpuNodeLabels, LLMDeploymentStatus, RevisionStatus
+from kubellm.controller.cache import Cache, OwnerKey
 from kubellm.controller.children import (
     APPLIED_HASH,
+    SNAPSHOT_KIND,
     WORKLOAD_KINDS,
     Child,
-    PodInfo,
-    desired_hash,
+    summarize,
 )
+from kubellm.controller.drift import desired_digest, overlay
 from kubellm.controller.expectations import Expectations
-from kubellm.k8s.client import ApiError, KubeClient
-from kubellm.k8s.prometheus import run_analysis
+from kubellm.k8s.client import ApiError
+from kubellm.k8s.prometheus import credentials_or_error, run_analysis
 from kubellm.render import InvalidSpecError, RenderContext, render_children, resolve
 from kubellm.render.context import serving_selector
+from kubellm.render.pod import gpu_resource, startup_window_seconds
 from kubellm.render.resolve import Resolved, owner_of
 from kubellm.rollout.analysis import queries
-from kubellm.rollout.planner import LiveRevision, Observed, Plan, analysis_due, plan
-from kubellm.rollout.revision import pod_relevant
-from kubellm.status import Observation, compose, sizing_status
+from kubellm.rollout.durations import parse_duration
+from kubellm.rollout.planner import (
+    DEFAULT_PROGRESS_DEADLINE,
+    LiveRevision,
+    Observed,
+    Plan,
+    analysis_due,
+    plan,
+)
+from kubellm.rollout.pods import PodInfo, RevisionPods, summarize_pods
+from kubellm.rollout.revision import (
+    MissingValues,
+    known_values,
+    restore,
+    snapshot,
+    spec_literals,
+    workload_literals,
+)
+from kubellm.status import (
+    UNAVAILABLE_GRACE_SECONDS,
+    Observation,
+    compose,
+    sizing_status,
+    unavailable_in,
+)
 
-PROMOTE = f"{GROUP}/promote-requested-at"
-ABORT = f"{GROUP}/abort-requested-at"
+PROMOTE = f"{GROUP}/promote"
+ABORT = f"{GROUP}/abort"
+REFUSED = "RefusedByAPIServer"
+STALE_RETRY_SECONDS = 0.5
+STALE_TTL_SECONDS = 30.0
+LOGGER = logging.getLogger("kubellm.reconcile")
+
+
+class Api(Protocol):
+    """The writes (and the rare read) a reconcile makes; `kubellm.k8s.client.KubeClient`."""
+
+    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def apply_status(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def delete(self, kind: str, namespace: str | None, name: str) -> None: ...
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]: ...
+    async def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None: ...
+
+
+class ReconcileError(Exception):
+    """The reconcile could not finish; its condition and Event are out. Retry with backoff."""
+
+
+class ChildRefusedError(Exception):
+    """The API server refused a write of one child."""
+
+    def __init__(self, kind: str, name: str, error: ApiError) -> None:
+        super().__init__(f"{kind} {name}: {error}")
+        self.what = f"{kind} {name}"
+        self.error = error
 
 
 def utcnow() -> datetime:
@@ -59,142 +117,340 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 @dataclass
-class Reconciler:
-    """Holds what outlives one reconcile: the client, served APIs and applied generations."""
+class Rebuilt:
+    """Every revision the rollout may run, rebuilt from its snapshot, and those that cannot."""
 
-    client: KubeClient
+    resolved: dict[str, Resolved] = field(default_factory=dict)
+    snapshots: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    unrecoverable: dict[str, str] = field(default_factory=dict)  # revision -> why
+
+
+@dataclass
+class Reconciler:
+    """Holds what outlives one reconcile: the API, the cache and short memories of writes."""
+
+    api: Api
+    cache: Cache
     apis: frozenset[str]
     http: aiohttp.ClientSession | None = None
     clock: Callable[[], datetime] = utcnow
-    expectations: Expectations = field(default_factory=Expectations)
-    pod_monitor: bool = True
+    monotonic: Callable[[], float] = time.monotonic
+    unavailable_grace: float = UNAVAILABLE_GRACE_SECONDS
+    expectations: dict[OwnerKey, Expectations] = field(default_factory=dict)
+    # uid -> (resourceVersion our last status write produced, when); until the watch shows
+    # it, a body read from the cache is older than our own last decision.
+    written: dict[str, tuple[str, float]] = field(default_factory=dict)
+    handled: dict[str, int] = field(default_factory=dict)  # uid -> newest generation handled
+    # (uid, revision) -> values a redacted snapshot points to, read from the live workload
+    harvested: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    gpu_node_labels: GpuNodeLabels = "nvidia"  # `kubellm run --gpu-node-labels`
+    pod_monitor: bool = True  # `kubellm run --no-pod-monitor`
 
-    async def reconcile(
-        self,
-        body: kopf.Body,
-        children: Sequence[Child],
-        pods: Sequence[PodInfo],
-        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-    ) -> float | None:
-        """Converge one LLMDeployment; returns seconds until the rollout has something due."""
+    def saw(self, body: Mapping[str, Any]) -> None:
+        """The watch delivered this version of an LLMDeployment."""
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        if uid in self.written and self.written[uid][0] == meta.get("resourceVersion"):
+            del self.written[uid]
+
+    def forget(self, key: OwnerKey, uid: str | None = None) -> None:
+        self.expectations.pop(key, None)
+        if uid:
+            self.written.pop(uid, None)
+            self.handled.pop(uid, None)
+            for harvested in [k for k in self.harvested if k[0] == uid]:
+                del self.harvested[harvested]
+        metrics.forget(*key)
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def reconcile(self, key: OwnerKey) -> float | None:
+        """Converge one LLMDeployment; returns seconds until it should be looked at again
+        (None: at the next resync). Raises ReconcileError after reporting a failure."""
+        body = self.cache.owner(key)
+        if body is None:
+            self.forget(key)
+            return None
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return None  # going away: garbage collection takes the children
+        uid, generation = str(meta.get("uid") or ""), int(meta.get("generation") or 0)
+        if self._stale(uid, meta.get("resourceVersion"), generation):
+            return STALE_RETRY_SECONDS
         now = self.clock()
-        owner = owner_of(body)
-        namespace = owner.namespace or "default"
-        uid = body.metadata.uid or ""
-        previous = LLMDeploymentStatus.model_validate(
-            self.expectations.status(
-                uid, body.metadata.get("resourceVersion"), body.get("status") or {}
-            )
-        )
-        workloads = [c for c in children if c.kind in WORKLOAD_KINDS]
+        previous = _status_of(body)
+        children = [c for c in self.cache.children_of(key)]
+        pods = self.cache.pods_of(key)
         try:
             resolved = resolve(body)
+            rebuilt = await self._rebuild(body, resolved, previous, children)
+            decision = await self._plan(body, resolved, rebuilt, previous, children, pods, now)
+            ctx = RenderContext(
+                resolved,
+                decision.targets,
+                self.apis,
+                gpu_node_labels=self.gpu_node_labels,
+                pod_monitor=self.pod_monitor,
+                others=rebuilt.resolved,
+                numbers={
+                    c.revision: c.number for c in children if c.kind == SNAPSHOT_KIND and c.revision
+                },
+            )
+            desired = render_children(ctx)
         except InvalidSpecError as invalid:
-            await self._refuse(body, previous, workloads, pods, invalid, now)
+            await self._refuse(
+                body, previous, children, pods, [str(p) for p in invalid.problems], now
+            )
+            self.handled[uid] = max(generation, self.handled.get(uid, 0))
             return None
 
-        analysis = None
-        analysis_spec = resolved.spec.rollout.canary.analysis
-        rollout = previous.rollout
-        if analysis_spec and self.http and rollout and analysis_due(rollout, now):
-            analysis = await run_analysis(
-                analysis_spec,
-                queries(
-                    analysis_spec,
-                    resolved.engine,
-                    namespace=namespace,
-                    llmdeployment=owner.name,
-                    canary=rollout.canary_revision or resolved.revision,
-                    stable=rollout.stable_revision or "",
-                ),
-                session=self.http,
-                now=now,
-                previous_failures=rollout.analysis.failures if rollout.analysis else 0,
-            )
-        decision = plan(
-            resolved.spec, self._observe(body, resolved, previous, workloads, now, analysis)
+        observation = self._observe(
+            body, resolved, rebuilt, decision, previous, children, pods, now
         )
-
-        ctx = RenderContext(resolved, decision.targets, self.apis, pod_monitor=self.pod_monitor)
-        desired = render_children(ctx)
-        for obj in desired:
-            await self._apply(body, obj, children)
-        await self._settle_old_revisions(body, resolved, decision, workloads)
-        await self._remove_unneeded(body, desired, children, workloads)
-
-        status = compose(
-            Observation(
-                now=rfc3339(now),
-                generation=owner.generation,
-                previous=previous,
-                spec_problems=(),
-                sizing=sizing_status(resolved.sizing, resolved.gpu.name if resolved.gpu else None),
-                revisions=self._revisions(decision, workloads, pods, previous, resolved),
-                desired_replicas=sum(t.replicas for t in decision.targets),
-                selector=_selector(owner.name),
-                rollout=decision.rollout,
-                history=decision.history,
-                stats=decision.stats,
-                degraded=decision.degraded,
-                stalled=next(
-                    (("ProgressDeadlineExceeded", w.stalled) for w in workloads if w.stalled),
-                    None,
-                ),
-            )
-        )
-        await self._write_status(body, previous, status)
+        refused = _refused(previous, generation)
+        if refused:  # keep saying so until an apply goes through
+            observation = replace(observation, spec_problems=refused, spec_reason=REFUSED)
+        status = compose(observation)
+        written = await self._write_status(body, previous, status)
+        if written is None:
+            return STALE_RETRY_SECONDS  # the object changed since it was read: plan again
+        self.handled[uid] = max(generation, self.handled.get(uid, 0))
         for event in decision.events:
             await self._event(body, event.type, event.reason, event.message)
-        self._export(namespace, owner.name, status, resolved, decision)
-        return decision.requeue_after
+        await self._report_transitions(body, previous, status)
+        try:
+            await self._converge(key, body, desired, children, rebuilt)
+        except ChildRefusedError as error:
+            await self._failed(body, observation, status, written, error)
+            raise ReconcileError(str(error)) from error
+        if refused:
+            accepted = compose(replace(observation, previous=status, spec_problems=()))
+            await self._write_status(body, status, accepted, written)
+            status = accepted
+        self._export(key, status, resolved, decision)
+        return self._requeue(key, decision, status, now)
 
-    # ------------------------------------------------------------------ decisions
+    def _stale(self, uid: str, resource_version: str | None, generation: int) -> bool:
+        """A body older than our own last status write, or than a generation handled."""
+        pending = self.written.get(uid)
+        if pending is not None:
+            if pending[0] == resource_version:
+                del self.written[uid]
+            elif self.monotonic() - pending[1] < STALE_TTL_SECONDS:
+                return True
+        return generation < self.handled.get(uid, 0)
 
-    def _observe(
+    # ----------------------------------------------------------------- deciding
+
+    async def _rebuild(
         self,
-        body: kopf.Body,
+        body: Mapping[str, Any],
         resolved: Resolved,
         previous: LLMDeploymentStatus,
-        workloads: Sequence[Child],
+        children: Sequence[Child],
+    ) -> Rebuilt:
+        """Every revision that may run, from its snapshot: a ControllerRevision, or the
+        `revision-spec` annotation of its workload when the snapshot object is gone."""
+        rebuilt = Rebuilt()
+        for child in sorted(children, key=lambda c: c.kind != SNAPSHOT_KIND):
+            kept = child.stored_spec()
+            if child.revision and kept is not None and child.revision not in rebuilt.snapshots:
+                rebuilt.snapshots[child.revision] = kept
+        rebuilt.snapshots[resolved.revision] = snapshot(resolved.spec, resolved.image)
+        rollout = previous.rollout
+        wanted = {c.revision for c in children if c.kind in WORKLOAD_KINDS and c.revision}
+        wanted |= (
+            {r for r in (rollout.stable_revision, rollout.canary_revision) if r}
+            if rollout
+            else set()
+        )
+        uid = str((body.get("metadata") or {}).get("uid") or "")
+        for revision in sorted(wanted - {resolved.revision}):
+            stored = rebuilt.snapshots.get(revision)
+            if stored is None:
+                rebuilt.unrecoverable[revision] = (
+                    "no snapshot left (ControllerRevision and workload both gone)"
+                )
+                continue
+            values = known_values(spec_literals(resolved.spec))
+            try:
+                spec = restore(
+                    stored, resolved.spec, {**values, **self.harvested.get((uid, revision), {})}
+                )
+            except MissingValues:
+                spec = await self._restore_from_workload(
+                    uid, revision, stored, resolved, values, children
+                )
+            if spec is None:
+                rebuilt.unrecoverable[revision] = (
+                    "a literal env value or credential flag it used is neither in the spec nor in"
+                    " a running workload (snapshots keep no secrets; use valueFrom.secretKeyRef)"
+                )
+                continue
+            try:
+                other = resolve(
+                    {**body, "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True)}
+                )
+            except InvalidSpecError as invalid:
+                rebuilt.unrecoverable[revision] = "; ".join(str(p) for p in invalid.problems)
+                continue
+            rebuilt.resolved[revision] = replace(other, revision=revision)
+        return rebuilt
+
+    async def _restore_from_workload(
+        self,
+        uid: str,
+        revision: str,
+        stored: Mapping[str, Any],
+        resolved: Resolved,
+        values: Mapping[str, str],
+        children: Sequence[Child],
+    ) -> Any:
+        """Values the spec no longer holds, read once from the revision's own workload."""
+        workload = next(
+            (c for c in children if c.kind in WORKLOAD_KINDS and c.revision == revision), None
+        )
+        if workload is None or (uid, revision) in self.harvested:
+            return None
+        try:
+            live = await self.api.get(workload.kind, workload.namespace, workload.name)
+        except ApiError:
+            return None
+        self.harvested[(uid, revision)] = known_values(workload_literals(live))
+        try:
+            return restore(stored, resolved.spec, {**values, **self.harvested[(uid, revision)]})
+        except MissingValues:
+            return None
+
+    async def _plan(
+        self,
+        body: Mapping[str, Any],
+        resolved: Resolved,
+        rebuilt: Rebuilt,
+        previous: LLMDeploymentStatus,
+        children: Sequence[Child],
+        pods: Sequence[PodInfo],
         now: datetime,
-        analysis: AnalysisStatus | None,
-    ) -> Observed:
+    ) -> Plan:
+        analysis = await self._analysis(resolved, previous, now)
         annotations = (body.get("metadata") or {}).get("annotations") or {}
-        return Observed(
+        resource = gpu_resource(RenderContext(resolved, ()))
+        workloads = [c for c in children if c.kind in WORKLOAD_KINDS and c.revision]
+        rollout = resolved.spec.rollout
+        if rollout.progress_deadline:
+            deadline = parse_duration(rollout.progress_deadline)
+        else:
+            startup = startup_window_seconds(RenderContext(resolved, ()))
+            deadline = max(DEFAULT_PROGRESS_DEADLINE, float(startup))
+        observed = Observed(
             now=now,
             desired_revision=resolved.revision,
             desired_engine=resolved.engine.name,
-            desired_snapshot=pod_relevant(resolved.spec, resolved.image),
             total_replicas=resolved.spec.replicas,
             live=tuple(
                 LiveRevision(
                     revision=w.revision or "",
-                    engine=str(w.snapshot.get("engine", {}).get("type", resolved.engine.name)),
+                    engine=w.engine or resolved.engine.name,
                     replicas=w.replicas,
                     ready_replicas=w.ready_replicas,
-                    snapshot=w.snapshot,
+                    pods=summarize_pods(pods, w.revision or "", resource),
                 )
                 for w in workloads
-                if w.revision
+                if not w.deleting
             ),
+            snapshots=rebuilt.snapshots,
             previous=previous.rollout,
             history=tuple(previous.history),
             stats=previous.rollout_stats,
             analysis=analysis,
-            promote_requested_at=_parse_time(annotations.get(PROMOTE)),
-            abort_requested_at=_parse_time(annotations.get(ABORT)),
+            promote=annotations.get(PROMOTE),
+            abort=annotations.get(ABORT),
+            previous_ready={r.revision: r.ready_replicas for r in previous.revisions},
+            lost=frozenset(r for r in rebuilt.unrecoverable if r not in rebuilt.snapshots),
+            progress_deadline=deadline,
+        )
+        return plan(resolved.spec, observed)
+
+    async def _analysis(
+        self, resolved: Resolved, previous: LLMDeploymentStatus, now: datetime
+    ) -> AnalysisStatus | None:
+        spec = resolved.spec.rollout.canary.analysis
+        rollout = previous.rollout
+        if not (spec and self.http and rollout and analysis_due(rollout, now)):
+            return None
+        last = rollout.analysis
+        namespace = resolved.owner.namespace or "default"
+        credentials = await credentials_or_error(self.api, namespace, spec.prometheus_auth)
+        return await run_analysis(
+            spec,
+            queries(
+                spec,
+                resolved.engine,
+                namespace=namespace,
+                llmdeployment=resolved.owner.name,
+                canary=rollout.canary_revision or resolved.revision,
+                stable=rollout.stable_revision or "",
+            ),
+            session=self.http,
+            now=now,
+            previous_failures=last.failures if last else 0,
+            previous_inconclusive=last.inconclusive if last else 0,
+            credentials=credentials,
+        )
+
+    def _observe(
+        self,
+        body: Mapping[str, Any],
+        resolved: Resolved,
+        rebuilt: Rebuilt,
+        decision: Plan,
+        previous: LLMDeploymentStatus,
+        children: Sequence[Child],
+        pods: Sequence[PodInfo],
+        now: datetime,
+    ) -> Observation:
+        live = {c.revision: c for c in children if c.kind in WORKLOAD_KINDS and not c.deleting}
+        resource = gpu_resource(RenderContext(resolved, ()))
+        serving = RevisionPods()
+        for target in decision.targets:
+            serving = serving + summarize_pods(pods, target.revision, resource)
+        lost = {
+            r: why
+            for r, why in rebuilt.unrecoverable.items()
+            if r in {t.revision for t in decision.targets} and r not in live
+        }
+        degraded = decision.degraded
+        if lost and degraded is None:
+            degraded = (
+                "RevisionUnrecoverable",
+                "; ".join(f"revision {r} cannot be rebuilt: {why}" for r, why in lost.items()),
+            )
+        return Observation(
+            now=rfc3339(now),
+            generation=owner_of(body).generation,
+            previous=previous,
+            spec_problems=(),
+            sizing=sizing_status(resolved.sizing, resolved.gpu.name if resolved.gpu else None),
+            revisions=self._revisions(decision, live, pods, previous),
+            desired_replicas=resolved.spec.replicas,
+            selector=_selector(resolved.owner.name),
+            rollout=decision.rollout,
+            history=decision.history,
+            stats=decision.stats,
+            degraded=degraded,
+            halted=decision.halted,
+            pods=serving,
+            unavailable_grace=self.unavailable_grace,
         )
 
     def _revisions(
         self,
         decision: Plan,
-        workloads: Sequence[Child],
+        live: Mapping[str | None, Child],
         pods: Sequence[PodInfo],
         previous: LLMDeploymentStatus,
-        resolved: Resolved,
     ) -> tuple[RevisionStatus, ...]:
-        """Per serving revision: replicas, ready pods, weight and cold-start time."""
-        live = {w.revision: w for w in workloads}
+        """Per running revision: replicas, ready pods, weight and cold-start time."""
         before = {r.revision: r for r in previous.revisions}
         result = []
         for target in decision.targets:
@@ -219,131 +475,150 @@ class Reconciler:
 
     # --------------------------------------------------------------------- writes
 
-    async def _apply(self, body: kopf.Body, obj: dict[str, Any], children: Sequence[Child]) -> None:
-        """Server-side apply when the desired object changed or someone edited the child."""
-        digest = desired_hash(obj)
-        meta = obj["metadata"]
-        key = (obj["kind"], meta.get("namespace", ""), meta["name"])
-        live = next((c for c in children if (c.kind, c.namespace, c.name) == key), None)
-        if not self.expectations.needs_apply(key, digest, live):
-            return
-        meta.setdefault("annotations", {})[APPLIED_HASH] = digest
-        applied = await self.client.apply(obj)
-        generation = (applied.get("metadata") or {}).get("generation")
-        self.expectations.record_apply(key, digest, generation)
-        metrics.CHILDREN_APPLIED.labels(obj["kind"]).inc()
-        verb = "Updated" if live else "Created"
-        await self._event(body, "Normal", verb, f"{verb} {obj['kind']} {meta['name']}")
-
-    async def _settle_old_revisions(
+    async def _converge(
         self,
-        body: kopf.Body,
-        resolved: Resolved,
-        decision: Plan,
-        workloads: Sequence[Child],
-    ) -> None:
-        """Older revisions keep their pods: only scaled by the plan, or deleted."""
-        targets = {t.revision: t for t in decision.targets}
-        for workload in workloads:
-            if workload.revision == resolved.revision and workload.revision in targets:
-                continue
-            target = targets.get(workload.revision or "")
-            key = (workload.kind, workload.namespace, workload.name)
-            if target is None or workload.revision in decision.delete:
-                await self._delete(body, workload, "revision no longer needed")
-            elif self.expectations.needs_scale(key, target.replicas, workload):
-                await self.client.merge_patch(
-                    workload.kind,
-                    workload.namespace,
-                    workload.name,
-                    {"spec": {"replicas": target.replicas}},
-                )
-                self.expectations.record_scale(key, target.replicas)
-                await self._event(
-                    body,
-                    "Normal",
-                    "Scaled",
-                    f"Scaled {workload.kind} {workload.name} to {target.replicas}",
-                )
-
-    async def _remove_unneeded(
-        self,
-        body: kopf.Body,
-        desired: Sequence[Mapping[str, Any]],
+        key: OwnerKey,
+        body: Mapping[str, Any],
+        desired: Sequence[dict[str, Any]],
         children: Sequence[Child],
-        workloads: Sequence[Child],
+        rebuilt: Rebuilt,
     ) -> None:
-        """Children the spec no longer asks for (an HPA after autoscaling is removed...)."""
-        wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
+        """Apply what is missing, changed or drifted; delete what is no longer wanted."""
+        expect = self.expectations.setdefault(key, Expectations())
+        live = {c.key: c for c in children}
+        now = self.monotonic()
+        done: list[str] = []
+        for obj in desired:
+            meta = obj["metadata"]
+            ckey = (obj["kind"], meta.get("namespace", ""), meta["name"])
+            child = live.get(ckey)
+            if child is not None and child.deleting:
+                continue  # on its way out: recreated once the watch shows it gone
+            wanted = desired_digest(obj)
+            meta.setdefault("annotations", {})[APPLIED_HASH] = wanted
+            wanted_live = desired_digest(obj)
+            if obj["kind"] == SNAPSHOT_KIND:
+                if child is not None or not expect.needs_apply(
+                    ckey, wanted, wanted_live, None, now
+                ):
+                    continue  # immutable: created once, never updated
+            elif not expect.needs_apply(ckey, wanted, wanted_live, child, now):
+                continue
+            try:
+                if child is not None and child.foreign:
+                    await self._repair(obj)
+                answer = await self.api.apply(obj)
+            except ApiError as error:
+                raise ChildRefusedError(obj["kind"], meta["name"], error) from error
+            expect.record_apply(ckey, wanted, summarize(answer), now)
+            metrics.CHILDREN_APPLIED.labels(obj["kind"]).inc()
+            verb = (
+                "repaired"
+                if child is not None and child.foreign
+                else "updated"
+                if child
+                else "created"
+            )
+            done.append(f"{verb} {obj['kind']} {meta['name']}")
+        wanted_keys = {
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in desired
+        }
+        # Workloads of revisions that run but cannot be rebuilt are left exactly as they are.
+        kept = set(rebuilt.unrecoverable)
         for child in children:
-            if child not in workloads and (child.kind, child.name) not in wanted:
-                await self._delete(body, child, "no longer part of the spec")
-        self.expectations.forget_gone({(c.kind, c.namespace, c.name) for c in children})
+            if child.key in wanted_keys or child.deleting or child.revision in kept:
+                continue
+            if expect.needs_delete(child.key, now):
+                try:
+                    await self.api.delete(child.kind, child.namespace, child.name)
+                except ApiError as error:
+                    raise ChildRefusedError(child.kind, child.name, error) from error
+                expect.record_delete(child.key, now)
+                done.append(f"deleted {child.kind} {child.name}")
+        expect.forget_gone(set(live))
+        if done:
+            await self._event(body, "Normal", "Applied", "; ".join(done))
 
-    async def _delete(self, body: kopf.Body, child: Child, why: str) -> None:
-        key = (child.kind, child.namespace, child.name)
-        if not self.expectations.needs_delete(key):
-            return
-        await self.client.delete(child.kind, child.namespace, child.name)
-        self.expectations.record_delete(key)
-        await self._event(body, "Normal", "Deleted", f"Deleted {child.kind} {child.name} ({why})")
+    async def _repair(self, desired: Mapping[str, Any]) -> None:
+        """Someone else holds part of this child, which an apply cannot take back: replace it
+        with kubellm's object laid over the live one (see `drift.overlay`)."""
+        meta = desired["metadata"]
+        try:
+            live = await self.api.get(desired["kind"], meta.get("namespace"), meta["name"])
+        except ApiError as error:
+            if error.status == 404:
+                return  # gone meanwhile: the apply creates it afresh
+            raise
+        repaired = overlay(live, desired)
+        repaired["metadata"] = {
+            k: v for k, v in repaired["metadata"].items() if k != "managedFields"
+        }
+        await self.api.replace(repaired)
 
     async def _write_status(
         self,
-        body: kopf.Body,
+        body: Mapping[str, Any],
         previous: LLMDeploymentStatus,
         status: LLMDeploymentStatus,
-    ) -> None:
+        resource_version: str | None = None,
+    ) -> str | None:
+        """Write the status if it changed, on the condition that the object did not change
+        since it was read. Returns the resourceVersion it is now at; None on a conflict."""
+        meta = body.get("metadata") or {}
+        version = resource_version or str(meta.get("resourceVersion") or "")
         new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         if new == previous.model_dump(mode="json", by_alias=True, exclude_none=True):
-            return
-        meta = body.get("metadata") or {}
-        written = await self.client.apply_status(
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
-                "status": new,
-            }
-        )
-        version = (written.get("metadata") or {}).get("resourceVersion")
-        self.expectations.record_status(body.metadata.uid or "", version, new)
+            return version
+        try:
+            answer = await self.api.apply_status(
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "metadata": {
+                        "name": meta.get("name"),
+                        "namespace": meta.get("namespace"),
+                        "resourceVersion": version,
+                    },
+                    "status": new,
+                }
+            )
+        except ApiError as error:
+            if error.status == 409:
+                return None
+            raise
+        written = str((answer.get("metadata") or {}).get("resourceVersion") or "")
+        self.written[str(meta.get("uid") or "")] = (written, self.monotonic())
+        return written
 
     async def _refuse(
         self,
-        body: kopf.Body,
+        body: Mapping[str, Any],
         previous: LLMDeploymentStatus,
-        workloads: Sequence[Child],
+        children: Sequence[Child],
         pods: Sequence[PodInfo],
-        invalid: InvalidSpecError,
+        problems: list[str],
         now: datetime,
     ) -> None:
         """Never lose the running version: no child changes, a condition and an Event say why."""
-        owner = invalid.owner
-        problems = tuple(str(p) for p in invalid.problems)
+        owner = owner_of(body)
+        workloads = [c for c in children if c.kind in WORKLOAD_KINDS and not c.deleting]
+        before = {r.revision: r for r in previous.revisions}
         status = compose(
             Observation(
                 now=rfc3339(now),
                 generation=owner.generation,
                 previous=previous,
-                spec_problems=problems,
+                spec_problems=tuple(problems),
                 sizing=None,
                 revisions=tuple(
                     RevisionStatus(
                         revision=w.revision or "",
                         replicas=w.replicas,
                         ready_replicas=w.ready_replicas,
-                        weight=next(
-                            (r.weight for r in previous.revisions if r.revision == w.revision), 0
-                        ),
-                        ready_seconds=next(
-                            (
-                                r.ready_seconds
-                                for r in previous.revisions
-                                if r.revision == w.revision
-                            ),
-                            None,
-                        ),
+                        weight=before[w.revision].weight if w.revision in before else 0,
+                        ready_seconds=before[w.revision].ready_seconds
+                        if w.revision in before
+                        else None,
                     )
                     for w in workloads
                 ),
@@ -352,43 +627,115 @@ class Reconciler:
                 rollout=previous.rollout,
                 history=tuple(previous.history),
                 stats=previous.rollout_stats,
-                degraded=None,
-                stalled=None,
+                pods=sum(
+                    (summarize_pods(pods, w.revision or "", "") for w in workloads), RevisionPods()
+                ),
+                unavailable_grace=self.unavailable_grace,
             )
         )
-        was_refused = previous.observed_generation == owner.generation and any(
-            c.type == "SpecValid" and c.status == "False" for c in previous.conditions
-        )
-        if not was_refused:
-            metrics.SPEC_VALIDATION_FAILURES.inc()
-            await self._event(
-                body,
-                "Warning",
-                "InvalidSpec",
-                "Spec refused, serving pods left as they are: " + "; ".join(problems),
-            )
-        await self._write_status(body, previous, status)
+        if await self._write_status(body, previous, status) is None:
+            return
+        await self._report_transitions(body, previous, status)
         namespace = owner.namespace or "default"
         metrics.SPEC_VALID.labels(namespace, owner.name).set(0)
         self._export_phase(namespace, owner.name, status)
 
-    async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """Events are best effort: a lost Event must never fail a reconcile."""
+    async def _failed(
+        self,
+        body: Mapping[str, Any],
+        observation: Observation,
+        status: LLMDeploymentStatus,
+        written: str,
+        refused: ChildRefusedError,
+    ) -> None:
+        """A child write failed: say so in the status (and one Event), then back off.
+
+        The API server refusing a rendered child (422) means the spec holds something it
+        will not take (a free-form field): the spec is invalid, with the server's reasons.
+        """
+        error = refused.error
+        if error.status == 422:
+            causes = error.causes or (error.message,)
+            failure = replace(
+                observation,
+                previous=status,
+                spec_problems=tuple(f"{refused.what}: {cause}" for cause in causes),
+                spec_reason=REFUSED,
+            )
+        else:
+            reason = "Forbidden" if error.status == 403 else "ReconcileFailed"
+            failure = replace(observation, previous=status, degraded=(reason, str(refused)))
+        name = (body.get("metadata") or {}).get("name")
+        LOGGER.warning("reconcile of %s failed: %s", name, refused)
+        failed = compose(failure)
         try:
-            await self.client.post_event(body, type_, reason, message)
-        except (ApiError, aiohttp.ClientError):
-            logging.getLogger(__name__).warning("event %s not posted: %s", reason, message)
+            if await self._write_status(body, status, failed, written) is not None:
+                await self._report_transitions(body, status, failed)
+        except ApiError as again:
+            LOGGER.debug("status not written either: %s", again)
+
+    async def _report_transitions(
+        self, body: Mapping[str, Any], before: LLMDeploymentStatus, after: LLMDeploymentStatus
+    ) -> None:
+        """One Warning Event when the spec is refused or the object turns Degraded (or the
+        reason changes): level-based, so a failure that persists is reported once."""
+        old = {c.type: c for c in before.conditions}
+        for condition in after.conditions:
+            if condition.type not in ("SpecValid", "Degraded"):
+                continue
+            bad = (condition.type, condition.status) in (
+                ("SpecValid", "False"),
+                ("Degraded", "True"),
+            )
+            was = old.get(condition.type)
+            if not bad or (
+                was
+                and (was.status, was.reason, was.message)
+                == (condition.status, condition.reason, condition.message)
+            ):
+                continue
+            if condition.type == "Degraded" and condition.reason in (
+                "InvalidSpec",
+                "RolledBack",
+                "Aborted",
+                "ProgressDeadlineExceeded",
+                "AnalysisFailed",
+            ):
+                continue  # the SpecValid Event or the rollout's own Event says it
+            if condition.type == "SpecValid":
+                metrics.SPEC_VALIDATION_FAILURES.inc()
+                message = "Spec refused, serving pods left as they are: " + condition.message
+                await self._event(body, "Warning", "InvalidSpec", message)
+            else:
+                await self._event(body, "Warning", condition.reason, condition.message)
+
+    async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Events are best effort: a lost Event must never fail or abort a reconcile."""
+        try:
+            await self.api.post_event(body, type_, reason, message)
+        except Exception as error:
+            LOGGER.debug("event %s not posted (%s): %s", reason, error, message)
+
+    # -------------------------------------------------------------------- timing
+
+    def _requeue(
+        self, key: OwnerKey, decision: Plan, status: LLMDeploymentStatus, now: datetime
+    ) -> float | None:
+        """When this object needs a look regardless of events: a rollout timer, the grace
+        period of unready pods, or our own writes the watch has not shown yet."""
+        due = [decision.requeue_after, unavailable_in(status, rfc3339(now), self.unavailable_grace)]
+        expect = self.expectations.get(key)
+        if expect is not None and (expect.applied or expect.deleted):
+            due.append(expect.ttl)
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
 
     # -------------------------------------------------------------------- metrics
 
     def _export(
-        self,
-        namespace: str,
-        name: str,
-        status: LLMDeploymentStatus,
-        resolved: Resolved,
-        decision: Plan,
+        self, key: OwnerKey, status: LLMDeploymentStatus, resolved: Resolved, decision: Plan
     ) -> None:
+        namespace, name = key
         metrics.SPEC_VALID.labels(namespace, name).set(1)
         self._export_phase(namespace, name, status)
         metrics.REPLICAS.labels(namespace, name).set(status.replicas)
@@ -398,7 +745,7 @@ class Reconciler:
         metrics.GPUS_REQUESTED.labels(namespace, name).set(
             per_replica * sum(t.replicas for t in decision.targets)
         )
-        weight = decision.rollout.canary_weight if decision.rollout else 0
+        weight = decision.rollout.canary_weight if decision.rollout.canary_revision else 0
         metrics.CANARY_WEIGHT.labels(namespace, name).set(weight)
         if decision.stats.success_rate is not None:
             metrics.ROLLOUT_SUCCESS_RATIO.labels(namespace, name).set(decision.stats.success_rate)
@@ -416,6 +763,22 @@ class Reconciler:
     def _export_phase(namespace: str, name: str, status: LLMDeploymentStatus) -> None:
         for phase in metrics.PHASES:
             metrics.PHASE.labels(namespace, name, phase).set(1 if status.phase == phase else 0)
+
+
+def _status_of(body: Mapping[str, Any]) -> LLMDeploymentStatus:
+    """The stored status; one that does not parse (edited by hand) counts as none."""
+    try:
+        return LLMDeploymentStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return LLMDeploymentStatus()
+
+
+def _refused(previous: LLMDeploymentStatus, generation: int) -> tuple[str, ...]:
+    """The API server's refusal of this generation's children, as the status recorded it."""
+    valid = next((c for c in previous.conditions if c.type == "SpecValid"), None)
+    if valid and valid.reason == REFUSED and valid.observed_generation == generation:
+        return tuple(valid.message.split("; "))
+    return ()
 
 
 def _selector(name: str) -> str:

@@ -1,8 +1,30 @@
-"""TensorRT-LLM: `trtllm-serve` (sources: tensorrt_llm/commands/serve.py, metrics/collector.py).
+"""TensorRT-LLM: `trtllm-serve` (PyTorch backend), facts for the 1.2.1 release.
 
-It binds to localhost unless told otherwise, takes pre-quantized checkpoints (no quantization
-flag), and serves Prometheus text at /prometheus/metrics only with `return_perf_metrics`, which
-goes into the `--extra_llm_api_options` YAML written at start.
+Sources (https://github.com/NVIDIA/TensorRT-LLM/blob/v1.2.1/...):
+- flags: tensorrt_llm/commands/serve.py - click options, exact names only:
+  `--tensor_parallel_size`/`--tp_size`, `--pipeline_parallel_size`/`--pp_size`,
+  `--context_parallel_size`/`--cp_size`, `--free_gpu_memory_fraction`/
+  `--kv_cache_free_gpu_memory_fraction` (fraction of the memory free after weights and buffers,
+  default 0.9), `--revision` (added by NVIDIA/TensorRT-LLM#9498, merged 2025-11-26, before
+  the 1.2 branch; renamed `--hf_revision` only in 1.3 by #12105), and `--config` as an alias
+  of `--extra_llm_api_options` (#9104). The options YAML is applied after the flags
+  (`update_llm_args_with_extra_dict`), so it can override any of them: kubellm writes it and
+  owns both spellings. `--host` defaults to localhost. No served-model-name flag in 1.2.
+- options keys (tensorrt_llm/llmapi/llm_args.py): `return_perf_metrics`,
+  `enable_iter_perf_stats`, `dtype`, `kv_cache_config.dtype`.
+- quantization: pre-quantized ModelOpt checkpoints only (hf_quant_config.json, for example
+  nvidia/Llama-3.3-70B-Instruct-FP8); trtllm-serve has no quantization flag.
+- metrics: with `return_perf_metrics: true`, GET /prometheus/metrics serves
+  tensorrt_llm/metrics/collector.py's five unprefixed families (labels `model_name`,
+  `engine_type`): `request_success_total{finished_reason}`, `e2e_request_latency_seconds`,
+  `time_to_first_token_seconds`, `time_per_output_token_seconds`,
+  `request_queue_time_seconds`. The `trtllm_` prefix, token counters, queue and KV gauges
+  and `request_error_total` only arrive in 1.3 (#11243, #12545): 1.2.1 exports no generation
+  token, running, waiting or KV-usage signal and no failure counter.
+
+Its uvicorn server has no
+graceful-shutdown timeout (tensorrt_llm/serve/openai_server.py `uvicorn.Config`), so on SIGTERM
+it waits for open requests to finish: the pod's grace period bounds the drain.
 """
 
 from __future__ import annotations
@@ -13,23 +35,30 @@ from types import MappingProxyType
 from kubellm.engines.base import (
     ContainerCommand,
     ContainerInputs,
+    FlagRules,
     MetricSource,
     MultiNodeCommands,
     Probes,
+    QuantSupport,
     Signal,
     flags,
+    read_as_is,
 )
 from kubellm.sizing import EngineTraits
 
+VERSION = "1.2.1"
 PORT = 8000
 OPTIONS_FILE = "/tmp/kubellm-llm-api-options.yaml"
-# Pre-quantized checkpoints (for example nvidia/...-FP8); the value informs sizing only.
-QUANTIZATIONS = frozenset({"none", "fp8", "nvfp4", "int8", "awq", "gptq"})
+_COLLECTOR = (
+    f"https://github.com/NVIDIA/TensorRT-LLM/blob/v{VERSION}/tensorrt_llm/metrics/collector.py"
+)
 KV_CACHE_DTYPE = {"auto": None, "fp8": "fp8", "fp8_e4m3": "fp8"}
 
 
 def _options_yaml(inputs: ContainerInputs) -> list[str]:
     lines = ["return_perf_metrics: true", "enable_iter_perf_stats: true"]
+    if inputs.dtype != "auto":
+        lines.append(f"dtype: {inputs.dtype}")
     if kv := KV_CACHE_DTYPE[inputs.kv_cache_dtype]:
         lines += ["kv_cache_config:", f"  dtype: {kv}"]
     return lines
@@ -37,19 +66,22 @@ def _options_yaml(inputs: ContainerInputs) -> list[str]:
 
 class TensorRTLLM:
     name: str = "trtllm"
-    default_image: str = "nvcr.io/nvidia/tensorrt-llm/release:1.0.0"
+    version: str = VERSION
+    default_image: str = f"nvcr.io/nvidia/tensorrt-llm/release:{VERSION}"
     port: int = PORT
     probes: Probes = Probes(health_path="/health")
     metrics_path: str = "/prometheus/metrics"
-    quantizations: frozenset[str] = QUANTIZATIONS
+    quantization: Mapping[str, QuantSupport] = MappingProxyType(read_as_is("none", "fp8", "nvfp4"))
+    dtypes: frozenset[str] = frozenset({"auto", "bfloat16", "float16", "float32"})
     kv_cache_dtypes: frozenset[str] = frozenset(KV_CACHE_DTYPE)
+    serves_custom_name: bool = False
     # Multi-node TensorRT-LLM needs MPI launchers across the group; not rendered yet.
     # kv_cache_free_gpu_memory_fraction is a share of memory free after weights and
     # activations; trtllm-serve defaults to max_num_tokens 8192 and max_batch_size 2048.
     traits: EngineTraits = EngineTraits(
         name="trtllm",
         multi_node=False,
-        memory_is_fraction_of_free=True,
+        budget="fraction_of_free",
         default_max_batched_tokens=8192,
         large_gpu_max_batched_tokens=8192,
         default_max_num_seqs=2048,
@@ -57,25 +89,33 @@ class TensorRTLLM:
         sampler_bytes_per_seq_vocab=4.0,
     )
     token_env: tuple[str, ...] = ("HF_TOKEN",)
-    owned_flags: frozenset[str] = frozenset(
-        {
-            "--host", "--port", "--tp_size", "--pp_size", "--max_seq_len", "--max_batch_size",
-            "--kv_cache_free_gpu_memory_fraction", "--trust_remote_code", "--revision",
-            "--extra_llm_api_options", "--backend",
-        }
+    flag_rules: FlagRules = FlagRules(
+        parser="click",
+        owned=frozenset(
+            {
+                "--host", "--port", "--backend", "--tensor_parallel_size", "--tp_size",
+                "--pipeline_parallel_size", "--pp_size", "--context_parallel_size",
+                "--cp_size", "--gpus_per_node", "--max_seq_len", "--max_batch_size",
+                "--free_gpu_memory_fraction", "--kv_cache_free_gpu_memory_fraction",
+                "--trust_remote_code", "--revision", "--hf_revision", "--config",
+                "--extra_llm_api_options",
+            }
+        ),
     )  # fmt: skip
     signals: Mapping[Signal, MetricSource | None] = MappingProxyType(
         {
-            Signal.GENERATION_TOKENS: MetricSource("trtllm_generation_tokens_total", "counter"),
-            Signal.REQUESTS_RUNNING: MetricSource("trtllm_num_requests_running", "gauge"),
-            Signal.REQUESTS_WAITING: MetricSource("trtllm_num_requests_waiting", "gauge"),
-            Signal.KV_CACHE_USAGE: MetricSource("trtllm_kv_cache_utilization", "gauge"),
+            Signal.GENERATION_TOKENS: None,
+            Signal.REQUESTS_RUNNING: None,
+            Signal.REQUESTS_WAITING: None,
+            Signal.KV_CACHE_USAGE: None,
             Signal.TIME_TO_FIRST_TOKEN: MetricSource(
-                "trtllm_time_to_first_token_seconds", "histogram"
+                "time_to_first_token_seconds", "histogram", _COLLECTOR
             ),
-            Signal.REQUEST_LATENCY: MetricSource("trtllm_e2e_request_latency_seconds", "histogram"),
-            Signal.REQUESTS: MetricSource("trtllm_request_success_total", "counter"),
-            Signal.ERRORS: MetricSource("trtllm_request_error_total", "counter"),
+            Signal.REQUEST_LATENCY: MetricSource(
+                "e2e_request_latency_seconds", "histogram", _COLLECTOR
+            ),
+            Signal.REQUESTS: MetricSource("request_success_total", "counter", _COLLECTOR),
+            Signal.ERRORS: None,
         }
     )
 
@@ -88,7 +128,7 @@ class TensorRTLLM:
             "--tp_size", str(inputs.tensor_parallel),
             "--pp_size", str(inputs.pipeline_parallel),
             "--max_seq_len", str(inputs.max_context_length),
-            "--kv_cache_free_gpu_memory_fraction", str(inputs.gpu_memory_utilization),
+            "--kv_cache_free_gpu_memory_fraction", str(inputs.memory_fraction),
             "--extra_llm_api_options", OPTIONS_FILE,
         ]  # fmt: skip
         args += flags(

@@ -7,6 +7,7 @@ replicas of older revisions, deletes for what the spec no longer needs. Every wr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,14 +41,17 @@ KINDS: dict[str, Kind] = {
     k.kind: k
     for k in (
         Kind("apps/v1", "Deployment", "deployments"),
+        Kind("apps/v1", "ControllerRevision", "controllerrevisions"),
         Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets"),
         Kind("v1", "Service", "services"),
         Kind("v1", "Pod", "pods"),
+        Kind("v1", "Secret", "secrets"),  # read only: Prometheus credentials for analysis
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
         Kind("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
         Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
         Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        Kind("keda.sh/v1alpha1", "TriggerAuthentication", "triggerauthentications"),
         Kind("kubellm.io/v1alpha1", "LLMDeployment", "llmdeployments"),
         Kind("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
         Kind("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
@@ -56,9 +60,30 @@ KINDS: dict[str, Kind] = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """The API server refused a request; `causes` are its per-field details (422)."""
+
+    def __init__(
+        self, status: int, message: str, reason: str = "", causes: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+        self.reason = reason
+        self.message = message
+        self.causes = causes
+
+
+def _error(status: int, payload: Any) -> ApiError:
+    if not isinstance(payload, dict):
+        return ApiError(status, str(payload)[:500])
+    details = payload.get("details") or {}
+    causes = tuple(
+        f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")
+        for c in details.get("causes") or []
+        if isinstance(c, dict)
+    )
+    return ApiError(
+        status, str(payload.get("message", payload)), str(payload.get("reason", "")), causes
+    )
 
 
 class KubeClient:
@@ -96,9 +121,15 @@ class KubeClient:
             json=body,
             headers={"Content-Type": content_type},
         ) as response:
-            payload: dict[str, Any] = await response.json(content_type=None)
+            text = await response.text()
+            try:
+                payload = json.loads(text) if text else {}
+            except ValueError:
+                payload = text
             if response.status >= 400:
-                raise ApiError(response.status, str(payload.get("message", payload)))
+                raise _error(response.status, payload)
+            if not isinstance(payload, dict):
+                raise ApiError(response.status, f"not a JSON object: {text[:200]}")
             return payload
 
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,8 +144,23 @@ class KubeClient:
             content_type="application/apply-patch+yaml",
         )
 
+    async def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """A full update (PUT), conditional on `metadata.resourceVersion`: drift repair."""
+        kind = KINDS[obj["kind"]]
+        meta = obj["metadata"]
+        return await self._request(
+            "PUT",
+            kind.path(meta.get("namespace"), meta["name"]),
+            params={"fieldManager": FIELD_MANAGER},
+            body=obj,
+        )
+
     async def apply_status(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply of the status subresource: fields no longer set are removed."""
+        """Server-side apply of the status subresource: fields no longer set are removed.
+
+        A `metadata.resourceVersion` in `obj` is a precondition: the write fails with 409 if
+        the object changed since it was read, so a stale computation never lands.
+        """
         kind = KINDS[obj["kind"]]
         meta = obj["metadata"]
         return await self._request(

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubellm.api.models import GpuNodeLabels
 from kubellm.render import children
 from kubellm.render.context import (
     GATEWAY_API,
@@ -23,19 +24,24 @@ from kubellm.rollout.targets import RevisionTarget
 def render_children(ctx: RenderContext) -> list[dict[str, Any]]:
     """Every child of one LLMDeployment, in apply order (workloads before their traffic).
 
-    Only the spec's revision is rendered in full; older revisions keep the pods they were
-    created with and are only scaled or deleted (see `kubellm.controller`).
+    Every revision the rollout runs gets its snapshot and its workload: the spec's own from
+    the spec, the others rebuilt from their snapshots (`ctx.others`); one that cannot be
+    rebuilt is left out, and the executor leaves its workload as it is.
     """
     spec = ctx.resolved.spec
     objects: list[dict[str, Any]] = []
-    if ctx.current is not None:  # None: rolled back, the spec's revision does not run
-        objects.append(_workload(ctx))
+    for target in ctx.revisions:
+        revision = ctx.for_revision(target.revision)
+        if revision is not None:
+            objects += [children.controller_revision(revision), _workload(revision)]
     objects.append(children.service(ctx))
     if spec.rollout.canary.traffic_routing.type == "gatewayAPI" and GATEWAY_API in ctx.apis:
         objects += children.revision_services(ctx)
         objects.append(children.http_route(ctx))
     if spec.autoscaling:
         if spec.autoscaling.provider == "keda" and KEDA_API in ctx.apis:
+            if spec.autoscaling.prometheus_auth:
+                objects.append(children.trigger_authentication(ctx))
             objects.append(children.scaled_object(ctx))
         elif spec.autoscaling.provider == "hpa":
             objects.append(children.horizontal_pod_autoscaler(ctx))
@@ -72,7 +78,9 @@ class RenderResult:
     problems: list[tuple[str, Problem]] = field(default_factory=list)
 
 
-def render_documents(documents: Iterable[Mapping[str, Any] | None]) -> RenderResult:
+def render_documents(
+    documents: Iterable[Mapping[str, Any] | None], gpu_node_labels: GpuNodeLabels = "nvidia"
+) -> RenderResult:
     """Render every LLMDeployment of a stream offline, as if the cluster served every API."""
     result = RenderResult()
     for index, doc in enumerate(documents):
@@ -81,7 +89,8 @@ def render_documents(documents: Iterable[Mapping[str, Any] | None]) -> RenderRes
         label = str((doc.get("metadata") or {}).get("name") or f"document {index + 1}")
         try:
             resolved = resolve(doc)
-            result.objects += render_children(single_revision(resolved))
+            ctx = single_revision(resolved, gpu_node_labels=gpu_node_labels)
+            result.objects += render_children(ctx)
             result.resolved.append(resolved)
         except InvalidSpecError as invalid:
             result.problems += [(label, p) for p in invalid.problems]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubellm import GROUP, KIND, VERSION
 from kubellm.engines import ENGINES
-from kubellm.engines.base import MetricSource, Signal
+from kubellm.engines.base import MetricSource
 from kubellm.render.context import (
     ENGINE,
     INSTANCE,
@@ -20,7 +21,13 @@ from kubellm.render.context import (
     revision_name,
     serving_selector,
 )
-from kubellm.render.pod import pod_template, revision_annotations, startup_window_seconds
+from kubellm.render.pod import (
+    pod_template,
+    revision_annotations,
+    startup_window_seconds,
+    stored_spec,
+)
+from kubellm.render.resolve import AUTOSCALING_SIGNAL
 
 # The per-pod custom metric each autoscaling signal reads (served by the chart's Prometheus
 # adapter rules from every engine's own metric names).
@@ -29,12 +36,6 @@ ADAPTER_METRIC = {
     "requestsInFlight": "kubellm_requests_in_flight",
     "queueLength": "kubellm_queue_length",
     "kvCacheUtilization": "kubellm_kv_cache_utilization",
-}
-AUTOSCALING_SIGNAL = {
-    "generationTokensPerSecond": Signal.GENERATION_TOKENS,
-    "requestsInFlight": Signal.REQUESTS_RUNNING,
-    "queueLength": Signal.REQUESTS_WAITING,
-    "kvCacheUtilization": Signal.KV_CACHE_USAGE,
 }
 KEDA_HPA_EXCLUDED_LABELS = "scaledobject.keda.sh/hpa-excluded-labels"
 # Engines load for minutes: add capacity fast, give it back slowly.
@@ -77,6 +78,18 @@ def deployment(ctx: RenderContext) -> dict[str, Any]:
     }
 
 
+def controller_revision(ctx: RenderContext) -> dict[str, Any]:
+    """The revision's snapshot, owned by the LLMDeployment (as StatefulSets keep theirs):
+    what rebuilds the revision when its workload is gone. Immutable once created."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": metadata(ctx, revision_name(ctx.name, ctx.revision), revision_labels(ctx)),
+        "data": json.loads(stored_spec(ctx)),
+        "revision": ctx.number,
+    }
+
+
 def leader_worker_set(ctx: RenderContext) -> dict[str, Any]:
     """The current revision when one replica spans nodes: a leader serves, workers join."""
     meta = metadata(ctx, revision_name(ctx.name, ctx.revision), revision_labels(ctx))
@@ -109,12 +122,16 @@ def _service_port(ctx: RenderContext) -> dict[str, Any]:
 
 
 def service(ctx: RenderContext) -> dict[str, Any]:
-    """The client Service over every serving revision (the `replicas` traffic split)."""
+    """The client Service over every serving revision (the `replicas` traffic split), with the
+    spec's annotations (an internal load balancer...) and extra labels."""
     spec = ctx.resolved.spec.service
+    meta = metadata(ctx, ctx.name, {**spec.labels, **common_labels(ctx)})
+    if spec.annotations:
+        meta["annotations"] = dict(spec.annotations)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(ctx, ctx.name, common_labels(ctx)),
+        "metadata": meta,
         "spec": {
             "type": spec.type,
             "selector": serving_selector(ctx.name),
@@ -237,9 +254,21 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
     autoscaling, planned = ctx.resolved.spec.autoscaling, ctx.resolved.autoscaling
     assert autoscaling is not None and planned is not None
     source = ctx.resolved.engine.signals[AUTOSCALING_SIGNAL[autoscaling.metric]]
-    assert source is not None  # every engine provides the autoscaling signals
+    assert source is not None  # resolve() refuses a metric the engine does not export
     owner = ctx.resolved.owner
     selector = f'namespace="{owner.namespace or "default"}",llmdeployment="{ctx.name}"'
+    trigger: dict[str, Any] = {
+        "type": "prometheus",
+        "metricType": "AverageValue",
+        "metadata": {
+            "serverAddress": autoscaling.prometheus_url or "",
+            "query": signal_query(source, selector),
+            "threshold": f"{planned.target:g}",
+        },
+    }
+    if autoscaling.prometheus_auth:
+        trigger["metadata"]["authModes"] = autoscaling.prometheus_auth.type
+        trigger["authenticationRef"] = {"name": ctx.name, "kind": "TriggerAuthentication"}
     labels = common_labels(ctx)
     meta = metadata(ctx, ctx.name, labels)
     # KEDA copies a ScaledObject's labels onto the HPA it creates unless told not to
@@ -255,17 +284,36 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
             "minReplicaCount": autoscaling.min_replicas,
             "maxReplicaCount": autoscaling.max_replicas,
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(ctx)}},
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metricType": "AverageValue",
-                    "metadata": {
-                        "serverAddress": autoscaling.prometheus_url or "",
-                        "query": signal_query(source, selector),
-                        "threshold": f"{planned.target:g}",
-                    },
-                }
-            ],
+            "triggers": [trigger],
+        },
+    }
+
+
+def trigger_authentication(ctx: RenderContext) -> dict[str, Any]:
+    """KEDA reads Prometheus credentials from the spec's Secret itself (the operator does not).
+
+    Parameter names are KEDA's (kedacore/keda v2.20.2
+    pkg/scalers/authentication/authentication_types.go: bearerToken, username, password, ca).
+    """
+    autoscaling = ctx.resolved.spec.autoscaling
+    assert autoscaling is not None and autoscaling.prometheus_auth is not None
+    auth = autoscaling.prometheus_auth
+    keys = (
+        [("bearerToken", auth.token_key)]
+        if auth.type == "bearer"
+        else [("username", auth.username_key), ("password", auth.password_key)]
+    )
+    if auth.ca_key:
+        keys.append(("ca", auth.ca_key))
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": metadata(ctx, ctx.name, common_labels(ctx)),
+        "spec": {
+            "secretTargetRef": [
+                {"parameter": parameter, "name": auth.secret_name, "key": key}
+                for parameter, key in keys
+            ]
         },
     }
 
@@ -290,13 +338,15 @@ def pod_monitor(ctx: RenderContext) -> dict[str, Any]:
     One endpoint per engine among the live revisions, since engines serve metrics at
     different paths (TensorRT-LLM: /prometheus/metrics).
     """
+    # `action: replace` is the CRD's default, written out: the server would add it to a list
+    # kubellm owns whole, and the child would look edited.
     relabel = [
         {"sourceLabels": [f"__meta_kubernetes_pod_label_{_label_key(INSTANCE)}"],
-         "targetLabel": "llmdeployment"},
+         "targetLabel": "llmdeployment", "action": "replace"},
         {"sourceLabels": [f"__meta_kubernetes_pod_label_{_label_key(REVISION)}"],
-         "targetLabel": "revision"},
+         "targetLabel": "revision", "action": "replace"},
         {"sourceLabels": [f"__meta_kubernetes_pod_label_{_label_key(ENGINE)}"],
-         "targetLabel": "engine"},
+         "targetLabel": "engine", "action": "replace"},
     ]  # fmt: skip
     engines = sorted({target.engine for target in ctx.revisions})
     endpoints = [

@@ -7,8 +7,10 @@ operator's PodMonitor attaches: `namespace`, `llmdeployment`, `revision`.
 Decisions: a signal the engine does not export (TGI has no time-to-first-token histogram)
 is reported as such, with no value and an Inconclusive verdict of its own that does not
 weigh on the overall verdict; it is never faked as a pass or counted as a failure. Too few
-canary requests make the whole analysis Inconclusive, whatever the other numbers say: a
-handful of requests proves nothing either way.
+canary requests make the whole analysis Inconclusive, whatever the engine's numbers say: a
+handful of requests proves nothing either way; a failing custom check fails it all the same,
+since a check's query need not depend on the canary's traffic. With `minRequests: 0` a canary
+that served nothing (no requests series yet) has enough.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ def assess(
     now: datetime,
     previous_failures: int,
     *,
+    previous_inconclusive: int = 0,
     unsupported: Mapping[str, str] = _NOTHING,
     errors: Mapping[str, str] = _NOTHING,
 ) -> AnalysisStatus:
@@ -182,6 +185,8 @@ def assess(
             return MetricResult(**common, verdict="Failed", message=f"outside {threshold}")
         return MetricResult(**common, verdict="Passed")
 
+    if analysis.min_requests == 0 and measured(REQUESTS) is None and REQUESTS not in errors:
+        values = {**values, REQUESTS: 0.0}  # no series: no requests, which minRequests 0 allows
     requests = result(REQUESTS, low=analysis.min_requests)
     enough = requests.verdict == "Passed"
     if requests.verdict == "Failed":
@@ -199,10 +204,13 @@ def assess(
         results.append(result(TIME_TO_FIRST_TOKEN_P95, high=limit, unit="s"))
     if analysis.max_latency_p95 is not None:
         results.append(result(LATENCY_P95, high=parse_duration(analysis.max_latency_p95), unit="s"))
-    results += [result(check.name, check.min, check.max) for check in analysis.checks]
+    checks = [result(check.name, check.min, check.max) for check in analysis.checks]
+    results += checks
 
     weighed = [r for r in results if r.name not in unsupported]
-    if not enough:
+    if any(r.verdict == "Failed" for r in checks):
+        verdict = "Failed"  # a custom check does not depend on the canary's traffic
+    elif not enough:
         verdict = "Inconclusive"
     elif any(r.verdict == "Failed" for r in weighed):
         verdict = "Failed"
@@ -214,6 +222,7 @@ def assess(
         time=timestamp(now),
         verdict=verdict,
         failures=previous_failures + (verdict == "Failed"),
+        inconclusive=previous_inconclusive + 1 if verdict == "Inconclusive" else 0,
         requests=measured(REQUESTS),
         results=results,
     )

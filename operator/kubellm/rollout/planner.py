@@ -1,22 +1,33 @@
 """The rollout planner: a pure function from (spec, what the cluster shows) to what to do next.
 
 Everything the planner remembers lives in `status.rollout`, `status.history` and
-`status.rolloutStats`, and everything else it reads from the live workloads, so an operator
-restart in the middle of a step resumes that step with the same start time. The executor
-applies `Plan.targets`, deletes `Plan.delete`, writes the status and emits the events.
+`status.rolloutStats`, and everything else it reads from the live workloads and pods, so an
+operator restart in the middle of a step resumes that step with the same start time. The
+executor writes the status, applies `Plan.targets` (rebuilding any revision from its
+snapshot), deletes what is not targeted and posts the events.
 
-Decisions the issue left open (see the tests for each):
-- Replica split, `replicas` routing: canary pods count against the total (the GPUs the
-  stable frees are the ones the canary needs), at least one pod each while the weight is
-  below 100; a single replica cannot be split, so the canary surges by one pod.
-- Replica split, `gatewayAPI` routing: the canary gets ceil(total x weight) pods (at least
-  one) and the stable keeps the total, so a rollback is only a weight change.
-- Promotion is the step after the last: the canary scales to the total and the old stable
-  drains as new pods become Ready (`replicas` routing) or stays until then (`gatewayAPI`);
-  the rollout is Succeeded, and the old stable deleted, once the new revision is fully Ready.
-- A step without a pause lasts one analysis interval, or only until the canary is Ready
-  when there is no analysis. `kubellm promote` skips the pause and the analysis of a step,
-  never the canary's readiness.
+The rules (see the tests for each):
+- New pods start beside the stable. The stable gives up one pod for each new pod that is
+  Ready, and one more only while new pods cannot be placed for lack of GPUs (the scheduler's
+  "Insufficient <gpu>"), so a full GPU pool can still roll, and a new revision that cannot
+  start for any other reason (no matching node, bad image, crash loop) never shrinks the
+  stable. The same trade serves canary steps, promotion and the `rolling` strategy.
+- `replicas` routing: a step at weight w aims at round(total x w) canary pods (at least one,
+  and one less than the total); the traffic really served is the Ready pods' ratio, which is
+  what `canaryWeight` reports. A single replica cannot be split: the canary surges by one.
+- `gatewayAPI` routing: the canary gets ceil(total x w) pods and the HTTPRoute sends it w only
+  once one of them is Ready; the stable keeps the total unless GPUs run short.
+- A step holds for its pause, or one analysis interval (only until its pods are Ready when
+  there is no analysis). `failureLimit` failed analyses roll back (or pause, without
+  `autoRollback`); `inconclusiveLimit` inconclusive ones in a row pause the rollout. A pause
+  ends with `kubellm promote`, which names the rollout and the step it releases, never a
+  client's clock; `kubellm abort` names the rollout it ends.
+- A rollout that goes `progressDeadline` without progress (a step beginning, or one more new
+  pod Ready) while its new pods are not all Ready is rolled back: the stable is given its full
+  count again (rebuilt from its snapshot if its workload is gone).
+- Promotion is the step after the last: the new revision scales to the total beside the old
+  one, which drains as new pods become Ready; the rollout has Succeeded, and the old workload
+  goes, once the new revision is fully Ready.
 - `recreate` deletes the old workloads and starts the new revision once they are gone.
 """
 
@@ -24,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -37,16 +48,12 @@ from kubellm.api.models import (
     RolloutStats,
     RolloutStatus,
 )
-from kubellm.rollout.durations import parse_duration
+from kubellm.rollout.durations import format_duration, parse_duration
+from kubellm.rollout.pods import RevisionPods, why_not_ready
 from kubellm.rollout.revision import what_changed
 from kubellm.rollout.targets import RevisionTarget
 
-# While waiting on pods to become Ready, look again this often (pod events do not reach the
-# LLMDeployment's handlers).
-POLL_SECONDS = 10.0
-# Makes a step or rollout start strictly after the promote/abort request that caused it, so
-# one request never acts twice.
-_TICK = timedelta(microseconds=1)
+DEFAULT_PROGRESS_DEADLINE = 600.0
 _FAILED: frozenset[str] = frozenset({"RolledBack", "Aborted"})
 
 
@@ -56,9 +63,9 @@ class LiveRevision:
 
     revision: str
     engine: str
-    replicas: int
+    replicas: int  # what the workload was last scaled to
     ready_replicas: int
-    snapshot: Mapping[str, Any]  # the `kubellm.io/revision-spec` annotation (pod_relevant)
+    pods: RevisionPods = field(default_factory=RevisionPods)
 
 
 @dataclass(frozen=True)
@@ -68,15 +75,19 @@ class Observed:
     now: datetime
     desired_revision: str
     desired_engine: str
-    desired_snapshot: Mapping[str, Any]
     total_replicas: int
     live: tuple[LiveRevision, ...]
+    snapshots: Mapping[str, Mapping[str, Any]]  # revision -> its stored pod-relevant spec
     previous: RolloutStatus | None
     history: tuple[HistoryEntry, ...]
     stats: RolloutStats | None
     analysis: AnalysisStatus | None  # ran this reconcile because `next_analysis_at` was due
-    promote_requested_at: datetime | None
-    abort_requested_at: datetime | None
+    promote: str | None = None  # the `kubellm.io/promote` annotation: a `promote_token`
+    abort: str | None = None  # the `kubellm.io/abort` annotation: a `rollout_id`
+    previous_ready: Mapping[str, int] = field(default_factory=dict)  # from the last status
+    # Revisions with neither a workload nor a snapshot left (someone deleted both).
+    lost: frozenset[str] = frozenset()
+    progress_deadline: float = DEFAULT_PROGRESS_DEADLINE  # seconds
 
 
 @dataclass(frozen=True)
@@ -97,16 +108,30 @@ class Plan:
     requeue_after: float | None
     events: tuple[RolloutEvent, ...]
     outcome: RolloutResult | None
-    degraded: tuple[str, str] | None
+    degraded: tuple[str, str] | None  # (reason, message)
+    halted: tuple[str, str] | None = None  # (reason, message): paused for a human
 
 
 def timestamp(moment: datetime) -> str:
-    """RFC 3339 with microseconds, so ordering against promote/abort requests is exact."""
+    """RFC 3339 with microseconds."""
     return moment.isoformat().replace("+00:00", "Z")
 
 
 def parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def rollout_id(status: RolloutStatus) -> str | None:
+    """Names one rollout: its revision and the operator's own start time (`kubellm abort`)."""
+    if not status.canary_revision:
+        return None
+    return f"{status.canary_revision}@{status.started_at}"
+
+
+def promote_token(status: RolloutStatus) -> str | None:
+    """Names one step of one rollout (`kubellm promote` releases exactly that step)."""
+    ident = rollout_id(status)
+    return f"{ident}#{status.current_step or 0}" if ident else None
 
 
 def analysis_due(previous: RolloutStatus | None, now: datetime) -> bool:
@@ -115,16 +140,15 @@ def analysis_due(previous: RolloutStatus | None, now: datetime) -> bool:
     return due is not None and now >= due
 
 
-def split_replicas(total: int, weight: int, routing: str) -> tuple[int, int]:
-    """(canary, stable) replicas for a canary at `weight` percent of `total`."""
+def canary_replicas(total: int, weight: int, routing: str) -> int:
+    """Canary pods a step at `weight` percent aims at."""
+    if total <= 0:
+        return 0
     if routing == "gatewayAPI":
-        return (max(1, math.ceil(total * weight / 100)) if total else 0), total
-    if weight >= 100:
-        return total, 0
-    if total <= 1:
-        return total, total  # one replica cannot be split: the canary surges by one pod
-    canary = min(total - 1, max(1, math.floor(total * weight / 100 + 0.5)))
-    return canary, total - canary
+        return max(1, math.ceil(total * weight / 100))
+    if weight >= 100 or total == 1:
+        return total
+    return min(total - 1, max(1, math.floor(total * weight / 100 + 0.5)))
 
 
 def plan(spec: LLMDeploymentSpec, observed: Observed) -> Plan:
@@ -155,6 +179,9 @@ class _Planner:
         desired = self.obs.desired_revision
         stable = self._stable()
         if stable is None:
+            if self.prev.canary_revision and self.prev.canary_revision != desired:
+                reason = f"the spec changed to revision {desired}"
+                self._finish(self.prev.canary_revision, desired, "Superseded", reason, self.prev)
             return self._steady(desired, RolloutStatus(stable_revision=desired))
         canary = self.prev.canary_revision
         if canary is not None and canary != desired:
@@ -171,15 +198,16 @@ class _Planner:
             if rejected is not None:
                 message = f"revision {desired} was {rejected.result}: {rejected.reason}"
                 status = RolloutStatus(stable_revision=stable, message=message)
-                return self._steady(stable, status, degraded=(rejected.result, message))
+                reason = rejected.reason.split(":", 1)[0] if rejected.reason else ""
+                why = reason if reason == "ProgressDeadlineExceeded" else rejected.result
+                return self._steady(stable, status, degraded=(why, message))
             return self._start(stable)
         return self._progress(stable, canary, self.prev)
 
     def _progress(self, stable: str, canary: str, state: RolloutStatus) -> Plan:
-        started = parse_time(state.started_at)
-        abort = self.obs.abort_requested_at
-        if abort is not None and started is not None and abort >= started:
+        if self.obs.abort is not None and self.obs.abort == rollout_id(state):
             return self._fail(stable, canary, state, "Aborted", "aborted by kubellm abort")
+        state = self._track_progress(canary, state)
         strategy = self.spec.rollout.strategy
         if strategy == "rolling":
             return self._rolling(stable, canary, state)
@@ -190,20 +218,54 @@ class _Planner:
     def _start(self, stable: str) -> Plan:
         desired = self.obs.desired_revision
         self.fresh_analysis = None
-        start = self._after(self.now, self.obs.abort_requested_at)
         changed = self._changed(stable, desired)
         strategy = self.spec.rollout.strategy
         summary = ", ".join(changed) or "settings"
         self._event("Normal", "RolloutStarted", f"{strategy} rollout of {desired} ({summary})")
+        start = timestamp(self.now)
         state = RolloutStatus(
             stable_revision=stable,
             canary_revision=desired,
             changed=changed,
             current_step=0 if strategy == "canary" else None,
-            step_started_at=timestamp(start),
-            started_at=timestamp(start),
+            step_started_at=start,
+            started_at=start,
+            progressed_at=start,
         )
         return self._progress(stable, desired, state)
+
+    def _track_progress(self, new: str, state: RolloutStatus) -> RolloutStatus:
+        """One more new pod Ready than at the last reconcile is progress."""
+        if self._ready(new) > self.obs.previous_ready.get(new, 0):
+            return state.model_copy(update={"progressed_at": timestamp(self.now)})
+        return state
+
+    def _deadline(self, state: RolloutStatus) -> datetime:
+        since = parse_time(state.progressed_at or state.step_started_at or state.started_at)
+        return (since or self.now) + timedelta(seconds=self.obs.progress_deadline)
+
+    def _stuck(self, stable: str, new: str, state: RolloutStatus, want: int) -> Plan | None:
+        """Roll back when the new pods made no progress within the progress deadline."""
+        if self.now < self._deadline(state):
+            return None
+        pods = self._pods(new)
+        ready = self._ready(new)
+        limit = format_duration(self.obs.progress_deadline)
+        reason = (
+            f"ProgressDeadlineExceeded: {ready}/{want} new pods Ready after {limit} without"
+            f" progress ({why_not_ready(pods)}); raise spec.rollout.progressDeadline if the"
+            " model takes longer to load"
+        )
+        return self._fail(stable, new, state, "RolledBack", reason)
+
+    def _waiting(self, new: str, want: int, state: RolloutStatus) -> tuple[str, float]:
+        """What the rollout waits for, and seconds until its progress deadline."""
+        deadline = self._deadline(state)
+        left = (deadline - self.now).total_seconds()
+        detail = why_not_ready(self._pods(new))
+        when = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = f"{self._ready(new)}/{want} new pods Ready ({detail}); progress deadline {when}"
+        return message, max(1.0, left)
 
     # ------------------------------------------------------------------ canary
 
@@ -222,22 +284,27 @@ class _Planner:
             if analysis.verdict == "Passed":
                 last_passed = parse_time(analysis.time)
         failures = analysis.failures if analysis else 0
-        halted = config is not None and failures > config.failure_limit
-        if halted and self.spec.rollout.auto_rollback:
+        failed = config is not None and failures > config.failure_limit
+        if failed and self.spec.rollout.auto_rollback:
             assert config is not None and analysis is not None
             reason = f"analysis failed {failures} times (failureLimit {config.failure_limit})"
             reason = f"{reason}: {_failing(analysis)}"
             return self._fail(stable, canary, state, "RolledBack", reason)
+        inconclusive = (
+            config is not None
+            and analysis is not None
+            and analysis.inconclusive >= config.inconclusive_limit
+        )
+        halted = failed or inconclusive
 
-        promote = self.obs.promote_requested_at
-        # A halted rollout resumes only on a promote given after the failure it halted on.
-        promote_after = parse_time(analysis.time) if halted and analysis else step_start
-        promoted = promote is not None and promote_after is not None and promote >= promote_after
+        promoted = self.obs.promote is not None and self.obs.promote == promote_token(state)
         routing = self.spec.rollout.canary.traffic_routing.type
         weight = steps[step].weight
-        canary_replicas, _ = split_replicas(self.total, weight, routing)
-        ready = self._ready(canary)
-        pods_ready = ready >= canary_replicas
+        want = canary_replicas(self.total, weight, routing)
+        ready = min(self._ready(canary), want)
+        pods_ready = ready >= want
+        if not pods_ready and (stuck := self._stuck(stable, canary, state, want)):
+            return stuck
         duration = self._step_duration(steps[step])
         step_end = step_start + timedelta(seconds=duration) if duration is not None else None
         # Strictly after: a pass at the very instant a step began belongs to the step before.
@@ -245,17 +312,18 @@ class _Planner:
         waited = step_end is not None and self.now >= step_end
 
         if pods_ready and (promoted or (not halted and waited and passed)):
-            if halted and analysis is not None:
-                analysis = analysis.model_copy(update={"failures": 0})
+            if analysis is not None:
+                fresh = {"inconclusive": 0, **({"failures": 0} if halted else {})}
+                analysis = analysis.model_copy(update=fresh)
             step += 1
-            step_start = self._after(self.now, promote)
             how = "promoted" if promoted else "advanced"
             target = f"{steps[step].weight}%" if step < len(steps) else "promotion"
             self._event("Normal", "StepAdvanced", f"canary {canary} {how} to {target}")
             state = state.model_copy(
                 update={
                     "current_step": step,
-                    "step_started_at": timestamp(step_start),
+                    "step_started_at": timestamp(self.now),
+                    "progressed_at": timestamp(self.now),
                     "analysis": analysis,
                     "last_passed_at": timestamp(last_passed) if last_passed else None,
                     "paused": False,
@@ -268,19 +336,30 @@ class _Planner:
             last_run = parse_time(analysis.time) if analysis else None
             base = max(step_start, last_run) if last_run else step_start
             analyze_at = base + timedelta(seconds=parse_duration(config.interval))
-        if halted:
+        deadline_in = None
+        if failed:
             message = "analysis failed; paused until `kubellm promote` or `kubellm abort`"
+        elif inconclusive:
+            assert config is not None
+            message = (
+                f"analysis inconclusive {config.inconclusive_limit} times in a row"
+                f" ({_inconclusive(analysis) if analysis else 'no data'}); paused until"
+                " `kubellm promote` or `kubellm abort`"
+            )
         elif not pods_ready:
-            message = f"waiting for canary pods: {ready}/{canary_replicas} Ready"
+            message, deadline_in = self._waiting(canary, want, state)
         elif step_end is None:
             message = "paused until `kubellm promote`"
         elif not passed:
             message = _analysis_wait(analysis, step_start)
         else:
             message = f"holding {weight}% until {timestamp(step_end)}"
+        targets, yielded = self._split(stable, canary, weight, want, state)
         status = state.model_copy(
             update={
-                "canary_weight": weight,
+                "yielded": yielded,
+                "canary_weight": self._served(stable, canary, targets, routing),
+                "step_weight": weight,
                 "paused": halted or (pods_ready and step_end is None),
                 "message": f"step {step + 1}/{len(steps)}: {message}",
                 "analysis": analysis,
@@ -290,65 +369,97 @@ class _Planner:
         )
         upcoming = [step_end if pods_ready and not halted else None, analyze_at]
         due = [t for t in upcoming if t is not None and t > self.now]
-        requeue = self._seconds_until(min(due)) if due else None
-        if not pods_ready:
-            requeue = POLL_SECONDS
-        degraded = ("AnalysisFailed", status.message) if halted else None
+        requeue = self._seconds_until(min(due)) if due else deadline_in
+        if failed:
+            degraded: tuple[str, str] | None = ("AnalysisFailed", status.message)
+            halt: tuple[str, str] | None = ("AnalysisFailed", status.message)
+        else:
+            degraded = None
+            halt = ("AnalysisInconclusive", status.message) if inconclusive else None
         return self._result(
-            self._split(stable, canary, weight),
+            targets,
             status,
             analyze_at=analyze_at,
             requeue_after=requeue,
             degraded=degraded,
+            halted=halt,
         )
 
     def _promoting(self, stable: str, canary: str, state: RolloutStatus) -> Plan:
-        """After the last step: the canary takes the total from the old stable.
-
-        With `replicas` routing pods are traded, not surged (a quarter of the total at a
-        time, like a Deployment's default maxUnavailable): when every GPU is in use, a surge
-        pod would wait forever for a GPU the old stable still holds. The canary never
-        shrinks; if its pods crash, the old stable takes capacity back.
-        """
+        """After the last step: the canary scales to the total beside the old stable."""
         ready = min(self._ready(canary), self.total)
         if ready >= self.total:
             reason = "promoted after the last step"
             self._finish(canary, stable, "Succeeded", reason, state)
             self._event("Normal", "RolloutSucceeded", f"revision {canary} promoted: it is stable")
             return self._steady(canary, RolloutStatus(stable_revision=canary))
+        if stuck := self._stuck(stable, canary, state, self.total):
+            return stuck
         steps = self.spec.rollout.canary.steps
         last_weight = steps[-1].weight if steps else 0
         routing = self.spec.rollout.canary.traffic_routing.type
-        if routing == "gatewayAPI":  # the stable keeps every pod until the switch is done
-            canary_replicas, stable_replicas = self.total, self.total
-        else:  # trade pods, never surge: GPUs are often all in use
-            budget = math.ceil(self.total / 4)
-            current = self.live[canary].replicas if canary in self.live else 0
-            canary_replicas = min(self.total, max(current, ready + budget))
-            stable_replicas = max(0, self.total - ready - budget)  # more if canary pods crash
-        weight = 100 if stable_replicas == 0 else max(last_weight, 100 * ready // self.total)
+        stable_replicas, yielded = self._beside(
+            stable, canary, self.total, state, floor=0, trade=routing != "gatewayAPI"
+        )
+        if routing == "gatewayAPI":
+            weight = 100 if stable_replicas == 0 else max(last_weight, 100 * ready // self.total)
+        else:
+            weight = 100 * ready // max(1, ready + min(self._ready(stable), stable_replicas))
         targets = (
             RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - weight),
-            RevisionTarget(canary, self._engine(canary), canary_replicas, weight),
+            RevisionTarget(canary, self._engine(canary), self.total, weight),
         )
-        message = f"promoting: {ready}/{self.total} new pods Ready"
+        message, deadline_in = self._waiting(canary, self.total, state)
         status = state.model_copy(
             update={
+                "yielded": yielded,
                 "canary_weight": weight,
+                "step_weight": 100,
                 "paused": False,
-                "message": message,
+                "message": f"promoting: {message}",
                 "next_analysis_at": None,
             }
         )
-        return self._result(targets, status, requeue_after=POLL_SECONDS)
+        return self._result(targets, status, requeue_after=deadline_in)
 
-    def _split(self, stable: str, canary: str, weight: int) -> tuple[RevisionTarget, ...]:
-        routing = self.spec.rollout.canary.traffic_routing.type
-        canary_replicas, stable_replicas = split_replicas(self.total, weight, routing)
-        return (
-            RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - weight),
-            RevisionTarget(canary, self._engine(canary), canary_replicas, weight),
+    def _beside(
+        self, stable: str, new: str, want: int, state: RolloutStatus, *, floor: int, trade: bool
+    ) -> tuple[int, int]:
+        """(the stable's replicas, pods it yielded) while `want` new pods start beside it.
+
+        One pod fewer per Ready new pod (when `trade`), and one more only while new pods
+        cannot be placed for lack of GPUs, or while the pod placed in its stead loads.
+        """
+        pods = self._pods(new)
+        ready = min(self._ready(new), want)
+        yielded = 1 if pods.gpu_starved or (state.yielded and pods.loading) else 0
+        traded = ready if trade or yielded else 0
+        return max(floor, min(self.total, self.total - traded - yielded)), yielded
+
+    def _split(
+        self, stable: str, canary: str, weight: int, want: int, state: RolloutStatus
+    ) -> tuple[tuple[RevisionTarget, ...], int]:
+        gateway = self.spec.rollout.canary.traffic_routing.type == "gatewayAPI"
+        floor = self.total if self.total <= 1 else self.total - want
+        stable_replicas, yielded = self._beside(
+            stable, canary, want, state, floor=floor, trade=not gateway
         )
+        route = weight if not gateway or self._ready(canary) else 0
+        targets = (
+            RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - route),
+            RevisionTarget(canary, self._engine(canary), want, route),
+        )
+        return targets, yielded
+
+    def _served(
+        self, stable: str, canary: str, targets: tuple[RevisionTarget, ...], routing: str
+    ) -> int:
+        """The canary's share of traffic now: Ready pods for `replicas`, the route's weight."""
+        if routing == "gatewayAPI":
+            return targets[1].weight
+        on_canary = min(self._ready(canary), targets[1].replicas)
+        on_stable = min(self._ready(stable), targets[0].replicas)
+        return round(100 * on_canary / (on_canary + on_stable)) if on_canary else 0
 
     def _step_duration(self, step: CanaryStep) -> float | None:
         """Seconds the step holds; None waits for `kubellm promote`."""
@@ -367,22 +478,32 @@ class _Planner:
     # ------------------------------------------------------------ rolling, recreate
 
     def _rolling(self, stable: str, new: str, state: RolloutStatus) -> Plan:
-        """Surge one new pod at a time; the old revision gives up one pod per Ready new pod."""
+        """Surge one new pod at a time beside the old revision, which trades one per Ready."""
         ready = min(self._ready(new), self.total)
         if ready >= self.total:
             self._finish(new, stable, "Succeeded", "all new pods Ready", state)
             self._event("Normal", "RolloutSucceeded", f"revision {new} is stable")
             return self._steady(new, RolloutStatus(stable_revision=new))
+        if stuck := self._stuck(stable, new, state, self.total):
+            return stuck
         current = self.live[new].replicas if new in self.live else 0
         surge = min(self.total, max(current, ready + 1))
-        weight = 100 * ready // self.total
+        stable_replicas, yielded = self._beside(stable, new, surge, state, floor=0, trade=True)
+        weight = 100 * ready // max(1, ready + min(self._ready(stable), stable_replicas))
         targets = (
-            RevisionTarget(stable, self._engine(stable), self.total - ready, 100 - weight),
+            RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - weight),
             RevisionTarget(new, self._engine(new), surge, weight),
         )
-        message = f"rolling: {ready}/{self.total} new pods Ready"
-        status = state.model_copy(update={"canary_weight": weight, "message": message})
-        return self._result(targets, status, requeue_after=POLL_SECONDS)
+        message, deadline_in = self._waiting(new, self.total, state)
+        status = state.model_copy(
+            update={
+                "yielded": yielded,
+                "canary_weight": weight,
+                "step_weight": 100,
+                "message": f"rolling: {message}",
+            }
+        )
+        return self._result(targets, status, requeue_after=deadline_in)
 
     def _recreate(self, stable: str, new: str, state: RolloutStatus) -> Plan:
         """Old workloads go first (their GPUs are the new revision's), then the new starts."""
@@ -390,16 +511,20 @@ class _Planner:
         if old:
             message = f"recreate: stopping {', '.join(old)}"
             status = state.model_copy(update={"canary_weight": 0, "message": message})
-            return self._result((), status, requeue_after=POLL_SECONDS)
+            return self._result((), status, requeue_after=None)
         ready = min(self._ready(new), self.total)
         if ready >= self.total:
             self._finish(new, stable, "Succeeded", "all new pods Ready", state)
             self._event("Normal", "RolloutSucceeded", f"revision {new} is stable")
             return self._steady(new, RolloutStatus(stable_revision=new))
-        message = f"recreate: {ready}/{self.total} new pods Ready"
-        status = state.model_copy(update={"canary_weight": 100, "message": message})
+        if stuck := self._stuck(stable, new, state, self.total):
+            return stuck
+        message, deadline_in = self._waiting(new, self.total, state)
+        status = state.model_copy(
+            update={"canary_weight": 100, "step_weight": 100, "message": f"recreate: {message}"}
+        )
         target = RevisionTarget(new, self._engine(new), self.total, 100)
-        return self._result((target,), status, requeue_after=POLL_SECONDS)
+        return self._result((target,), status, requeue_after=deadline_in)
 
     # ------------------------------------------------------------ endings and steady
 
@@ -411,7 +536,9 @@ class _Planner:
         message = f"revision {canary} {result}: {reason}"
         self._event("Warning", result, message)
         status = RolloutStatus(stable_revision=stable, message=message)
-        return self._steady(stable, status, degraded=(result, message))
+        why = reason.split(":", 1)[0]
+        condition = why if why == "ProgressDeadlineExceeded" else result
+        return self._steady(stable, status, degraded=(condition, message))
 
     def _steady(
         self, stable: str, status: RolloutStatus, degraded: tuple[str, str] | None = None
@@ -429,11 +556,11 @@ class _Planner:
         state: RolloutStatus,
     ) -> None:
         """Close the rollout of `revision`: history entry, counters, outcome."""
-        snapshot = self._snapshot(revision)
-        model, engine = snapshot.get("model", {}), snapshot.get("engine", {})
+        snapshot = self.obs.snapshots.get(revision) or {}
+        model, engine = snapshot.get("model") or {}, snapshot.get("engine") or {}
         entry = HistoryEntry(
             revision=revision,
-            # Recorded at the start: the old revision's workload may be gone by now (recreate).
+            # Recorded at the start: the old revision's snapshot may be gone by now.
             changed=state.changed or self._changed(stable, revision),
             model=model.get("name"),
             image=engine.get("image"),
@@ -463,6 +590,7 @@ class _Planner:
         analyze_at: datetime | None = None,
         requeue_after: float | None = None,
         degraded: tuple[str, str] | None = None,
+        halted: tuple[str, str] | None = None,
     ) -> Plan:
         return Plan(
             targets=targets,
@@ -476,15 +604,28 @@ class _Planner:
             events=tuple(self.events),
             outcome=self.outcome,
             degraded=degraded,
+            halted=halted,
         )
 
     # ------------------------------------------------------------------ reading
 
     def _stable(self) -> str | None:
-        """The serving revision: from status, else (status lost) the readiest other workload."""
-        if self.prev.stable_revision:
-            return self.prev.stable_revision
-        others = [w for w in self.obs.live if w.revision != self.obs.desired_revision]
+        """The serving revision: from status, else (status lost, or its workload and snapshot
+        both deleted) the readiest other workload."""
+        stable = self.prev.stable_revision
+        if stable and stable in self.obs.lost and stable not in self.live:
+            message = (
+                f"stable revision {stable} was deleted with its snapshot: it cannot be rebuilt"
+            )
+            self._event("Warning", "StableLost", message)
+            stable = None
+        if stable:
+            return stable
+        others = [
+            w
+            for w in self.obs.live
+            if w.revision != self.obs.desired_revision and w.revision not in self.obs.lost
+        ]
         if not others:
             return None
         return max(others, key=lambda w: (w.ready_replicas, w.replicas, w.revision)).revision
@@ -500,21 +641,21 @@ class _Planner:
         workload = self.live.get(revision)
         return workload.ready_replicas if workload else 0
 
-    def _snapshot(self, revision: str) -> Mapping[str, Any]:
-        if revision == self.obs.desired_revision:
-            return self.obs.desired_snapshot
+    def _pods(self, revision: str) -> RevisionPods:
         workload = self.live.get(revision)
-        return workload.snapshot if workload else {}
+        return workload.pods if workload else RevisionPods()
 
     def _engine(self, revision: str) -> str:
         if revision == self.obs.desired_revision:
             return self.obs.desired_engine
         workload = self.live.get(revision)
-        engine: str = workload.engine if workload else self.obs.desired_engine
-        return engine
+        if workload:
+            return workload.engine
+        stored = self.obs.snapshots.get(revision) or {}
+        return str((stored.get("engine") or {}).get("type") or self.obs.desired_engine)
 
     def _changed(self, old: str, new: str) -> list[str]:
-        return what_changed(dict(self._snapshot(old)), dict(self._snapshot(new)))
+        return what_changed(self.obs.snapshots.get(old) or {}, self.obs.snapshots.get(new) or {})
 
     def _event(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         self.events.append(RolloutEvent(kind, reason, message))
@@ -522,16 +663,12 @@ class _Planner:
     def _seconds_until(self, moment: datetime) -> float:
         return max(1.0, (moment - self.now).total_seconds())
 
-    @staticmethod
-    def _after(now: datetime, request: datetime | None) -> datetime:
-        return max(now, request + _TICK) if request is not None else now
-
 
 def _summary(analysis: AnalysisStatus) -> str:
     if analysis.verdict == "Failed":
         return f"failed ({_failing(analysis)}), {analysis.failures} so far"
     if analysis.verdict == "Inconclusive":
-        return f"inconclusive ({_inconclusive(analysis)})"
+        return f"inconclusive ({_inconclusive(analysis)}), {analysis.inconclusive} in a row"
     return "passed"
 
 

@@ -1,20 +1,23 @@
-"""Each engine's own metrics, named and typed exactly as the engine exports them.
+"""Each engine's own metrics, named, labelled and typed as the pinned release exports them.
 
-vLLM, SGLang and TensorRT-LLM export through prometheus_client, so the simulator does too
-(counters gain `_total`, histograms carry `_created`). TGI exports through Rust's
-metrics-exporter-prometheus: counters keep their bare names and nothing else is added, so
-its exposition is written by hand. Names come from research/engines.md and the engine
-modules' `signals`.
+The names come from `upstream_metrics.yaml` beside this file, copied by hand from the engines'
+sources and never from kubellm's engine modules: a name an engine module gets wrong finds no
+series here. Every family has a `role` saying what the simulator counts in it. The exposition
+is Prometheus text: counters under their stored names (the `_total` that prometheus_client
+adds is part of the name; TGI's metrics-exporter-prometheus adds none), histograms as
+_bucket/_sum/_count, and a labelled series appears on its first increment, as upstream.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from importlib import resources
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import yaml
 
 # vLLM's own buckets (vllm/v1/metrics/loggers.py), reused for the other prometheus_client
 # engines so the same latency lands in the same bucket everywhere.
@@ -23,7 +26,48 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
 LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
                    50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 TGI_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-TGI_TOKEN_BUCKETS = (1.0, 8.0, 16.0, 64.0, 256.0, 1024.0, 4096.0)
+TOKEN_BUCKETS = (1.0, 8.0, 16.0, 64.0, 256.0, 1024.0, 4096.0)
+_BUCKETS = {
+    "ttft": TTFT_BUCKETS,
+    "latency": LATENCY_BUCKETS,
+    "queue_time": LATENCY_BUCKETS,
+    "time_per_token": TGI_DURATION_BUCKETS,
+    "generated_tokens_per_request": TOKEN_BUCKETS,
+    "prompt_tokens_per_request": TOKEN_BUCKETS,
+}
+BATCH_TOKEN_BUDGET = 16000.0  # TGI's max batch total tokens, as a warm-up would report
+
+
+@dataclass(frozen=True)
+class Family:
+    """One upstream metric family (see upstream_metrics.yaml)."""
+
+    name: str
+    type: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    role: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What one pinned engine release serves: its paths and metric families."""
+
+    version: str
+    paths: Mapping[str, str]
+    families: tuple[Family, ...]
+
+
+@functools.cache
+def upstream(engine: str) -> Upstream:
+    """The hand-copied facts for `engine`; KeyError when there are none."""
+    text = resources.files(__package__).joinpath("upstream_metrics.yaml").read_text("utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)[engine]
+    families = tuple(
+        Family(f["name"], f["type"], tuple(f["labels"]), f["role"], f["source"])
+        for f in data["families"]
+    )
+    return Upstream(str(data["version"]), dict(data["paths"]), families)
 
 
 @dataclass(frozen=True)
@@ -35,179 +79,115 @@ class Outcome:
     generated_tokens: int
     time_to_first_token: float
     latency: float
+    path: str = "/v1/completions"
 
 
-class EngineMetrics(Protocol):
-    def record(self, outcome: Outcome) -> None: ...
+class EngineMetrics:
+    """The families of one engine, fed by the simulator's requests."""
 
-    def load(self, running: int, waiting: int, kv_usage: float) -> None: ...
+    def __init__(self, engine: str, model: str) -> None:
+        self.engine = engine
+        self.families = upstream(engine).families
+        self.fixed = {"model_name": model, "engine": "0", "engine_type": engine}
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        self.gauges: dict[str, float] = {}
+        self.histograms: dict[tuple[str, tuple[tuple[str, str], ...]], _Histogram] = {}
+        for family in self._with("batch_token_budget"):
+            self.gauges[family.name] = BATCH_TOKEN_BUDGET
+        for family in self._with("running", "waiting", "kv_usage", "batch_tokens"):
+            self.gauges[family.name] = 0.0
+        for family in self._with("requests_received", "requests_succeeded"):
+            if not family.labels:  # unlabelled counters exist from the start upstream
+                self.counters[(family.name, ())] = 0.0
 
-    def render(self) -> bytes: ...
+    def _with(self, *roles: str) -> list[Family]:
+        return [f for f in self.families if f.role in roles]
 
-
-class _PrometheusClientMetrics:
-    """Shared shape of the engines that use prometheus_client (vLLM, SGLang, TRT-LLM)."""
-
-    def __init__(self, prefix: str, labels: dict[str, str], names: dict[str, str]) -> None:
-        self.registry = CollectorRegistry()
-        self.labels = labels
-        keys = list(labels)
-        r = self.registry
-
-        def counter(key: str, extra: Sequence[str] = ()) -> Counter:
-            return Counter(prefix + names[key], key, [*keys, *extra], registry=r)
-
-        def gauge(key: str) -> Gauge:
-            return Gauge(prefix + names[key], key, keys, registry=r)
-
-        def histogram(key: str, buckets: Sequence[float]) -> Histogram:
-            return Histogram(prefix + names[key], key, keys, buckets=buckets, registry=r)
-
-        self.counter, self.gauge, self.histogram = counter, gauge, histogram
-        self.generation = counter("generation_tokens").labels(**labels)
-        self.prompt = counter("prompt_tokens").labels(**labels)
-        self.running = gauge("running").labels(**labels)
-        self.waiting = gauge("waiting").labels(**labels)
-        self.kv = gauge("kv").labels(**labels)
-        self.ttft = histogram("ttft", TTFT_BUCKETS).labels(**labels)
-        self.e2e = histogram("e2e", LATENCY_BUCKETS).labels(**labels)
-
-    def record_tokens(self, outcome: Outcome) -> None:
-        self.prompt.inc(outcome.prompt_tokens)
-        if outcome.ok:
-            self.generation.inc(outcome.generated_tokens)
-            self.ttft.observe(outcome.time_to_first_token)
-            self.e2e.observe(outcome.latency)
-
-    def load(self, running: int, waiting: int, kv_usage: float) -> None:
-        self.running.set(running)
-        self.waiting.set(waiting)
-        self.kv.set(kv_usage)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-class VLLMMetrics(_PrometheusClientMetrics):
-    """`vllm:` names; every finished request, failures included, in request_success."""
-
-    def __init__(self, model: str) -> None:
-        names = {
-            "generation_tokens": "generation_tokens", "prompt_tokens": "prompt_tokens",
-            "running": "num_requests_running", "waiting": "num_requests_waiting",
-            "kv": "kv_cache_usage_perc", "ttft": "time_to_first_token_seconds",
-            "e2e": "e2e_request_latency_seconds", "request_success": "request_success",
-        }  # fmt: skip
-        super().__init__("vllm:", {"model_name": model, "engine": "0"}, names)
-        success = self.counter("request_success", ("finished_reason",))
-        # vLLM creates one series per finish reason up front, so they exist at zero.
-        self.finished = {
-            reason: success.labels(**self.labels, finished_reason=reason)
-            for reason in ("stop", "length", "abort", "error")
+    def _labels(self, family: Family, outcome: Outcome) -> tuple[tuple[str, str], ...]:
+        status = 200 if outcome.ok else 500
+        per_request = {
+            "finished_reason": "length" if outcome.ok else "error",
+            "handler": outcome.path,
+            "endpoint": outcome.path,
+            "method": "POST",
+            "status": f"{status // 100}xx",
+            "status_code": str(status),
+            "err": "generation",
         }
+        values = {**self.fixed, **per_request}
+        return tuple((label, values[label]) for label in family.labels)
+
+    def _count(self, roles: Sequence[str], outcome: Outcome, amount: float = 1.0) -> None:
+        for family in self._with(*roles):
+            self.counters[(family.name, self._labels(family, outcome))] += amount
+
+    def _observe(self, role: str, outcome: Outcome, value: float) -> None:
+        for family in self._with(role):
+            key = (family.name, self._labels(family, outcome))
+            tgi_latency = self.engine == "tgi" and role == "latency"
+            buckets = TGI_DURATION_BUCKETS if tgi_latency else _BUCKETS[role]
+            self.histograms.setdefault(key, _Histogram(buckets)).observe(value)
 
     def record(self, outcome: Outcome) -> None:
-        self.finished["length" if outcome.ok else "error"].inc()
-        self.record_tokens(outcome)
-
-
-class SGLangMetrics(_PrometheusClientMetrics):
-    def __init__(self, model: str) -> None:
-        names = {
-            "generation_tokens": "generation_tokens", "prompt_tokens": "prompt_tokens",
-            "running": "num_running_reqs", "waiting": "num_queue_reqs", "kv": "token_usage",
-            "ttft": "time_to_first_token_seconds", "e2e": "e2e_request_latency_seconds",
-            "requests": "num_requests", "aborted": "num_aborted_requests",
-        }  # fmt: skip
-        super().__init__("sglang:", {"model_name": model}, names)
-        self.requests = self.counter("requests").labels(**self.labels)
-        self.aborted = self.counter("aborted").labels(**self.labels)
-
-    def record(self, outcome: Outcome) -> None:
-        self.requests.inc()
+        """Account for one request the way the engine does."""
+        self._count(("requests_received", "http_requests", "http_responses"), outcome)
+        self._count(("prompt_tokens",), outcome, outcome.prompt_tokens)
+        self._observe("prompt_tokens_per_request", outcome, outcome.prompt_tokens)
+        self._count(("requests_finished",), outcome)
         if not outcome.ok:
-            self.aborted.inc()
-        self.record_tokens(outcome)
-
-
-class TensorRTLLMMetrics(_PrometheusClientMetrics):
-    """`trtllm_` names; HTTP failures in request_error by status code."""
-
-    def __init__(self, model: str) -> None:
-        names = {
-            "generation_tokens": "generation_tokens", "prompt_tokens": "prompt_tokens",
-            "running": "num_requests_running", "waiting": "num_requests_waiting",
-            "kv": "kv_cache_utilization", "ttft": "time_to_first_token_seconds",
-            "e2e": "e2e_request_latency_seconds", "success": "request_success",
-            "error": "request_error",
-        }  # fmt: skip
-        super().__init__("trtllm_", {"model_name": model}, names)
-        self.success = self.counter("success", ("finished_reason",))
-        self.success.labels(**self.labels, finished_reason="length")
-        self.error = self.counter("error", ("http_code",))
-
-    def record(self, outcome: Outcome) -> None:
-        if outcome.ok:
-            self.success.labels(**self.labels, finished_reason="length").inc()
-        else:
-            self.error.labels(**self.labels, http_code="500").inc()
-        self.record_tokens(outcome)
-
-
-class TGIMetrics:
-    """`tgi_` names as metrics-exporter-prometheus writes them: bare counter names, no TTFT.
-
-    A labelled series appears on its first increment (tgi_request_failure), as in TGI.
-    """
-
-    def __init__(self) -> None:
-        self.counters: dict[tuple[str, str], float] = defaultdict(float)
-        for name in ("tgi_request_count", "tgi_request_success"):
-            self.counters[(name, "")] = 0.0
-        self.gauges = {
-            "tgi_queue_size": 0.0,
-            "tgi_batch_current_size": 0.0,
-            "tgi_batch_current_max_tokens": 0.0,
-            "tgi_batch_max_total_tokens": 16000.0,
-        }
-        self.histograms = {
-            "tgi_request_duration": _Histogram(TGI_DURATION_BUCKETS),
-            "tgi_request_mean_time_per_token_duration": _Histogram(TGI_DURATION_BUCKETS),
-            "tgi_request_generated_tokens": _Histogram(TGI_TOKEN_BUCKETS),
-            "tgi_request_input_length": _Histogram(TGI_TOKEN_BUCKETS),
-        }
-
-    def record(self, outcome: Outcome) -> None:
-        self.counters[("tgi_request_count", "")] += 1
-        self.histograms["tgi_request_input_length"].observe(outcome.prompt_tokens)
-        if not outcome.ok:
-            self.counters[("tgi_request_failure", 'err="generation"')] += 1
+            self._count(("requests_failed",), outcome)
             return
-        self.counters[("tgi_request_success", "")] += 1
-        self.histograms["tgi_request_duration"].observe(outcome.latency)
-        self.histograms["tgi_request_generated_tokens"].observe(outcome.generated_tokens)
+        self._count(("requests_succeeded",), outcome)
+        self._count(("generated_tokens",), outcome, outcome.generated_tokens)
+        self._observe("generated_tokens_per_request", outcome, outcome.generated_tokens)
+        self._observe("ttft", outcome, outcome.time_to_first_token)
+        self._observe("latency", outcome, outcome.latency)
         per_token = outcome.latency / max(1, outcome.generated_tokens)
-        self.histograms["tgi_request_mean_time_per_token_duration"].observe(per_token)
+        self._observe("time_per_token", outcome, per_token)
+        self._observe("queue_time", outcome, 0.0)
 
     def load(self, running: int, waiting: int, kv_usage: float) -> None:
-        self.gauges["tgi_batch_current_size"] = running
-        self.gauges["tgi_queue_size"] = waiting
-        total = self.gauges["tgi_batch_max_total_tokens"]
-        self.gauges["tgi_batch_current_max_tokens"] = round(kv_usage * total)
+        for family in self._with("running"):
+            self.gauges[family.name] = running
+        for family in self._with("waiting"):
+            self.gauges[family.name] = waiting
+        for family in self._with("kv_usage"):
+            self.gauges[family.name] = kv_usage
+        for family in self._with("batch_tokens"):
+            self.gauges[family.name] = round(kv_usage * BATCH_TOKEN_BUDGET)
 
     def render(self) -> bytes:
         lines: list[str] = []
-        for name in sorted({name for name, _ in self.counters}):
-            lines.append(f"# TYPE {name} counter")
-            for (series, labels), value in sorted(self.counters.items()):
-                if series == name:
-                    lines.append(f"{name}{{{labels}}} {value:g}" if labels else f"{name} {value:g}")
-        for name, value in self.gauges.items():
-            lines += [f"# TYPE {name} gauge", f"{name} {value:g}"]
-        for name, histogram in self.histograms.items():
-            lines.append(f"# TYPE {name} histogram")
-            lines += histogram.lines(name)
+        for family in self.families:
+            samples = self._samples(family)
+            if samples:
+                lines += [f"# TYPE {family.name} {family.type}", *samples]
         return ("\n".join(lines) + "\n").encode()
+
+    def _samples(self, family: Family) -> list[str]:
+        fixed = tuple((k, self.fixed[k]) for k in family.labels if k in self.fixed)
+        if family.type == "gauge":
+            if family.name not in self.gauges:
+                return []
+            return [_line(family.name, fixed, self.gauges[family.name])]
+        if family.type == "counter":
+            return [
+                _line(name, labels, value)
+                for (name, labels), value in sorted(self.counters.items())
+                if name == family.name
+            ]
+        out: list[str] = []
+        for (name, labels), histogram in sorted(self.histograms.items(), key=lambda i: i[0]):
+            if name == family.name:
+                out += histogram.lines(name, labels)
+        return out
+
+
+def _line(name: str, labels: tuple[tuple[str, str], ...], value: float) -> str:
+    if not labels:
+        return f"{name} {value:g}"
+    body = ",".join(f'{k}="{v}"' for k, v in labels)
+    return f"{name}{{{body}}} {value:g}"
 
 
 class _Histogram:
@@ -218,32 +198,29 @@ class _Histogram:
         self.count = 0
 
     def observe(self, value: float) -> None:
+        self.total += value
+        self.count += 1
         for i, bound in enumerate(self.bounds):
             if value <= bound:
                 self.counts[i] += 1
-        self.total += value
-        self.count += 1
 
-    def lines(self, name: str) -> list[str]:
+    def lines(self, name: str, labels: tuple[tuple[str, str], ...]) -> list[str]:
         buckets = [
-            f'{name}_bucket{{le="{b:g}"}} {c}'
+            _line(f"{name}_bucket", (*labels, ("le", f"{b:g}")), c)
             for b, c in zip(self.bounds, self.counts, strict=True)
         ]
         return [
             *buckets,
-            f'{name}_bucket{{le="+Inf"}} {self.count}',
-            f"{name}_sum {self.total:g}",
-            f"{name}_count {self.count}",
+            _line(f"{name}_bucket", (*labels, ("le", "+Inf")), self.count),
+            _line(f"{name}_sum", labels, self.total),
+            _line(f"{name}_count", labels, self.count),
         ]
 
 
 def engine_metrics(engine: str, model: str) -> EngineMetrics:
-    if engine == "vllm":
-        return VLLMMetrics(model)
-    if engine == "sglang":
-        return SGLangMetrics(model)
-    if engine == "trtllm":
-        return TensorRTLLMMetrics(model)
-    if engine == "tgi":
-        return TGIMetrics()
-    raise ValueError(f"unknown engine {engine!r}")
+    """The metrics of `engine`'s pinned release; ValueError for an engine without facts."""
+    try:
+        upstream(engine)
+    except KeyError:
+        raise ValueError(f"unknown engine {engine!r}") from None
+    return EngineMetrics(engine, model)

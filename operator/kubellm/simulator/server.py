@@ -20,9 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from kubellm.engines import get_engine
 from kubellm.simulator.engine import BatchingEngine
-from kubellm.simulator.metrics import EngineMetrics, Outcome, engine_metrics
+from kubellm.simulator.metrics import EngineMetrics, Outcome, engine_metrics, upstream
 from kubellm.sizing.capacity import ReplicaCapacity
 
 MAX_TOKENS_LIMIT = 4096
@@ -74,14 +73,16 @@ class _State:
 
 
 def create_app(config: SimulatorConfig) -> web.Application:
-    engine = get_engine(config.engine)
+    paths = upstream(config.engine).paths  # the engine's own paths, not kubellm's idea of them
     app = web.Application()
     app[_STATE] = _State(config)
     app.router.add_post("/v1/completions", _completion)
     app.router.add_post("/v1/chat/completions", _completion)
     app.router.add_get("/v1/models", _models)
-    app.router.add_get(engine.probes.health_path, _health)
-    app.router.add_get(engine.metrics_path, _metrics)
+    app.router.add_get(paths["health"], _health)
+    if "info" in paths:
+        app.router.add_get(paths["info"], _info)
+    app.router.add_get(paths["metrics"], _metrics)
     return app
 
 
@@ -117,6 +118,7 @@ async def answer(app: web.Application, body: dict[str, Any], chat: bool) -> web.
     prompt_tokens = _prompt_tokens(body, chat)
     max_tokens = min(int(body.get("max_tokens") or 16), MAX_TOKENS_LIMIT)
     failing = state.fails()
+    path = "/v1/chat/completions" if chat else "/v1/completions"
     if state.engine is not None:
         served = await state.engine.generate(prompt_tokens, max_tokens)
         outcome = Outcome(
@@ -125,9 +127,10 @@ async def answer(app: web.Application, body: dict[str, Any], chat: bool) -> web.
             served.generated_tokens,
             served.time_to_first_token,
             served.latency,
+            path,
         )
     else:
-        outcome = await _fixed_latency(state, prompt_tokens, max_tokens, failing)
+        outcome = await _fixed_latency(state, prompt_tokens, max_tokens, failing, path)
     state.metrics.record(outcome)
     if outcome.ok:
         state.generated.append((time.monotonic(), outcome.generated_tokens))
@@ -158,7 +161,7 @@ async def answer(app: web.Application, body: dict[str, Any], chat: bool) -> web.
 
 
 async def _fixed_latency(
-    state: _State, prompt_tokens: int, max_tokens: int, failing: bool
+    state: _State, prompt_tokens: int, max_tokens: int, failing: bool, path: str
 ) -> Outcome:
     config = state.config
     latency = max(config.latency, config.ttft + max_tokens / config.tokens_per_second)
@@ -176,6 +179,7 @@ async def _fixed_latency(
         generated_tokens=max_tokens,
         time_to_first_token=min(config.ttft, latency),
         latency=time.monotonic() - start,
+        path=path,
     )
 
 
@@ -235,6 +239,11 @@ def signals(app: web.Application, window: float = SIGNAL_WINDOW) -> dict[str, fl
         "queueLength": float(len(engine.waiting) if engine else 0),
         "kvCacheUtilization": engine.kv_usage if engine else min(1.0, state.running / 256),
     }
+
+
+async def _info(request: web.Request) -> web.Response:
+    """TGI's router info: answered without touching the model."""
+    return web.json_response({"model_id": request.app[_STATE].config.model})
 
 
 async def _metrics(request: web.Request) -> web.Response:

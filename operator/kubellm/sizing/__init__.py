@@ -2,7 +2,7 @@
 
 Answers "how many GPUs, in which tensor x pipeline layout, does this model need with this
 engine, and why", from a model catalog, a GPU catalog and a memory model calibrated against
-published vLLM startup logs (see ``memory.py``).
+public measurements of each engine's start-up (see ``memory.py``).
 """
 
 from .gpus import GPUType, UnknownGPUError, known_gpus, resolve_gpu
@@ -10,20 +10,23 @@ from .memory import (
     BYTES_PER_PARAM,
     KV_CACHE_DTYPE_BYTES,
     EngineTraits,
+    StaticFraction,
     kv_cache_bytes_per_sequence,
     kv_cache_bytes_per_token,
 )
 from .models import ModelArchitecture, UnknownModelError, known_models, resolve_model
-from .plan import SizingPlan, SizingRequest, format_text, plan
+from .plan import DEFAULT_MIN_CONCURRENT_SEQUENCES, SizingPlan, SizingRequest, format_text, plan
 
 __all__ = [
     "BYTES_PER_PARAM",
+    "DEFAULT_MIN_CONCURRENT_SEQUENCES",
     "KV_CACHE_DTYPE_BYTES",
     "EngineTraits",
     "GPUType",
     "ModelArchitecture",
     "SizingPlan",
     "SizingRequest",
+    "StaticFraction",
     "UnknownGPUError",
     "UnknownModelError",
     "format_text",

@@ -1,60 +1,61 @@
-"""Memory model: weight bytes, KV-cache bytes and engine overhead per GPU.
+"""Memory model: weight bytes, KV-cache bytes, engine overhead and each engine's budget per GPU.
 
-The overhead model mirrors how vLLM (V1) budgets memory at startup: it profiles one dummy
-forward pass of ``max_num_batched_tokens`` tokens plus a sampler pass over ``max_num_seqs``
-sequences, subtracts weights + activation peak + non-torch memory (NCCL, custom all-reduce,
-cuBLAS workspaces) from ``total x gpu_memory_utilization``, and gives the rest to the KV
-cache; CUDA graphs are captured afterwards in the ``(1 - utilization)`` headroom. It refuses
-to start when one ``max_model_len`` sequence does not fit in the KV cache.
+An engine starts when, on every GPU, (1) it may take the memory it asks for, (2) what it keeps
+outside its budget holds the CUDA context and CUDA graphs, and (3) the KV cache left inside the
+budget holds one ``max_model_len`` sequence. Each engine draws its budget differently:
 
-CALIBRATION (what the constants below reproduce; tests/test_sizing.py checks each row):
+- ``utilization`` (vLLM 0.19): budget = ``gpu_memory_utilization`` x total. It profiles one
+  forward pass of ``max_num_batched_tokens`` tokens plus a sampler pass over ``max_num_seqs``
+  sequences, subtracts weights + activation peak + non-torch memory (cuBLAS workspaces; NCCL
+  and custom all-reduce buffers when TP > 1) and gives the rest to the KV cache; the CUDA
+  context and CUDA graphs live in the ``1 - utilization`` remainder (vLLM 0.19 only counts
+  graphs with VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1, default off:
+  vllm/v1/worker/gpu_worker.py#L376-L421 at v0.19.0). It refuses to start when the budget
+  exceeds the memory free at start, when nothing is left for the KV cache, or when one
+  ``max_model_len`` sequence does not fit (vllm/v1/core/kv_cache_utils.py#L619-L653).
+- ``static_fraction`` (SGLang 0.5.10): ``--mem-fraction-static`` x free memory holds weights
+  and the KV pool only; the context, CUDA graphs and (at run time) activations use the rest.
+  SGLang's own
+  default leaves ``512 MB + 1.5 x chunked_prefill + 2 x cuda_graph_max_bs + ...`` outside
+  (python/sglang/srt/server_args.py ``_handle_gpu_memory_settings``); the engine module
+  supplies that formula (``EngineTraits.static_fraction``).
+- ``fraction_of_free`` (TensorRT-LLM): the KV cache takes ``kv_cache_free_gpu_memory_fraction``
+  of the memory free after weights and the profiling run.
+- ``wiggle_fraction`` (TGI 3.3.6): KV = free memory after warm-up minus
+  ``(1 - CUDA_MEMORY_FRACTION x TGI_WIGGLE_ROOM) x total``; TGI_WIGGLE_ROOM defaults to 0.90
+  (server/text_generation_server/models/globals.py#L32, utils/import_utils.py#L13-L17).
 
-=========================================  =====  ====  =======  =========  ========  =====
-run (vLLM, GPU, TP)                        batch  seqs  weights  act. peak  non-torch  graph
-=========================================  =====  ====  =======  =========  ========  =====
-Llama-3.1-8B, H100, TP1                    8192   1024  14.99    1.89       0.25      0.84
-Llama-3.1-8B, H100, TP2 / TP4              8192   1024  7.51     1.89       2.07/2.13 0.57+
-Llama-3.1-8B, H100, PP2 / PP4 (worst rank)  8192   1024  7.51/4.26
-Llama-3.1-8B fp8 (dynamic), H100            8192   1024  8.49     1.89       0.25
-Llama-3.1-8B w4a16 (GPTQ), H100             8192   1024  5.38     1.89       0.25
-Qwen2.5-7B, H100, TP1                      8192   1024  14.25    2.21       0.24      0.61
-Qwen2.5-72B, H100, TP2 (KV left 3.04 @.95) 8192   1024  67.80    2.29       2.09      1.63
-Llama-3.3-70B fp8-dynamic, H100, TP2       8192   1024  33.88    1.96       2.10      1.82
-Mixtral-8x7B, H100, TP2                    8192   1024  43.51    1.21       2.07      0.82
-gemma-2-9b, H100, TP1                      8192   1024  17.22    3.65       0.25      0.84
-phi-4, H100, TP1                           8192   1024  27.39    1.52       0.25      0.81
-gpt-oss-20b (MXFP4), H100, TP1             8192   1024  13.64    2.87       0.25      1.30
-CodeLlama-7B (vocab 32016), H100, TP1       8192   1024  12.56    0.77       0.25      0.84
-=========================================  =====  ====  =======  =========  ========  =====
+CALIBRATION. tests/data/memory_measurements.yaml holds every public measurement used, each
+with its source and the engine version that produced it; tests/test_sizing_measurements.py
+checks that each is predicted right (starts / does not start, and the KV cache size within a
+tolerance where the source reports it). The vLLM constants below reproduce the llm-d-planner
+accuracy study (vLLM v0.19.0, H100 79.19 GiB, utilization 0.95:
+github.com/jgchn/llm-d-planner accuracy/results/v0.19.0/results_raw.csv):
 
-Source of those rows: llm-d-planner accuracy study, vLLM v0.19.0, H100 total 79.19 GiB,
-gpu_memory_utilization 0.95 (github.com/jgchn/llm-d-planner accuracy/results/v0.19.0/
-results_raw.csv, for llm-d-incubation/llm-d-planner issue #194 / PR #205). Older anchors:
-vllm-project/vllm PR #10511 (Meta-Llama-3-8B on H100: weights 14.96, activation 1.26);
-an OCI AI Quick Actions troubleshooting doc (Llama-3.1-8B on a 22.07 GiB A10, vLLM V0:
-weights 14.99, KV 4.60 GiB -> "max seq len (131072) is larger than ... KV cache (37696)");
-vllm-project/vllm #23278, #27508, #33155 (gpt-oss-120b loads 64.4-66.0 GiB and does not
-start at 128K context on one H100, "--max-model-len 100000 works"); a DeepSeek-R1 8xH200
-vLLM log (weights 83.88 GiB per GPU at TP8).
-
-Fitted model (GiB = 2**30 bytes):
   activation = 0.25 + batch x hidden x 6 B + 12 B x seqs x vocab  (+0.4 x batch/8192 for MoE)
     the vocabulary term is the sampler's fp32 logits/probs copies over max_num_seqs rows;
     it is the same at TP 1/2/4 because logits are gathered on every rank, and it explains
     why CodeLlama (vocab 32K) peaks at 0.77 while Llama-3 (vocab 128K) peaks at 1.89.
   non-torch = 0.25 single GPU, 2.1 with TP > 1 (NCCL + custom all-reduce buffers)
-  CUDA graphs = 0.5 + 0.013 x layers per stage (0.6-1.8 measured), in the headroom
+  CUDA context at start = 0.51 GiB on one GPU; with TP or PP > 1 NCCL adds buffers, 1.0 GiB
+    on NVLink H100s (``init_cuda_memory_gib`` 1.43-1.55 GiB in the same study). Only H100s
+    were measured; PCIe GPUs open fewer, smaller NCCL channels, so the NCCL part is taken
+    to scale with GPU memory (1.0 GiB / 79 GiB), which keeps two-L4 vLLM at 0.9 starting
+    as it does in practice.
+  CUDA graphs = 0.5 + 0.013 x layers per stage, + 0.6 for models with 32+ experts
+    (0.6-1.84 GiB measured)
 vLLM picks max_num_batched_tokens / max_num_seqs of 8192 / 1024 on GPUs with >= 70 GiB that
-are not A100 (H100, H200, B200, MI300X), else 2048 / 256 (vllm/engine/arg_utils.py,
-OpenAI server usage context).
+are not A100 (H100, H200, B200, MI300X), else 2048 / 256 (vllm/engine/arg_utils.py#L2025-L2075
+at v0.19.0, OpenAI server usage context).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 from .models import ModelArchitecture
 
@@ -62,9 +63,13 @@ __all__ = [
     "BYTES_PER_PARAM",
     "GIB",
     "KV_CACHE_DTYPE_BYTES",
+    "Budget",
+    "BudgetKind",
     "EngineTraits",
     "Overhead",
+    "StaticFraction",
     "activation_gib",
+    "budget",
     "kv_cache_bytes_per_sequence",
     "kv_cache_bytes_per_token",
     "overhead_gib",
@@ -107,10 +112,14 @@ KV_CACHE_DTYPE_BYTES: Mapping[str, int | None] = MappingProxyType(
     }
 )
 
+BudgetKind = Literal["utilization", "static_fraction", "fraction_of_free", "wiggle_fraction"]
+# (total GiB, tensor parallel, pipeline parallel, MLA model) -> the engine's default fraction
+StaticFraction = Callable[[float, int, int, bool], float]
+
 
 @dataclass(frozen=True)
 class EngineTraits:
-    """What sizing needs to know about an engine; defaults are vLLM's behaviour.
+    """What sizing needs to know about an engine; defaults are vLLM 0.19's behaviour.
 
     Each engine module builds one of these; the planner never branches on engine names.
     """
@@ -132,16 +141,16 @@ class EngineTraits:
     activation_bytes_per_token_hidden: float = 6.0
     sampler_bytes_per_seq_vocab: float = 12.0
     moe_activation_gib: float = 0.4  # extra MoE workspace at 8192 batched tokens
-    non_torch_gib: float = 0.25  # CUDA context leftovers, cuBLAS workspace, single GPU
+    non_torch_gib: float = 0.25  # cuBLAS workspace and allocator leftovers, single GPU
     non_torch_tp_gib: float = 2.1  # NCCL and custom all-reduce buffers when TP > 1
     cuda_graph_base_gib: float = 0.5
     cuda_graph_gib_per_layer: float = 0.013
-    # Where the overheads live: inside utilization x total (counted against the budget)
-    # or in the (1 - utilization) headroom (only the part exceeding the headroom counts).
-    activation_in_headroom: bool = False  # SGLang mem_fraction_static covers weights+KV only
-    cuda_graph_in_headroom: bool = True  # vLLM captures graphs after sizing the KV cache
-    # TensorRT-LLM: KV gets utilization x (free memory after weights and activations).
-    memory_is_fraction_of_free: bool = False
+    cuda_graph_many_experts_gib: float = 0.6  # models with 32+ routed experts capture more
+    cuda_context_gib: float = 0.51  # CUDA context before the engine allocates anything
+    nccl_buffers_per_gib: float = 0.013  # NCCL buffers per GiB of GPU memory, TP or PP > 1
+    budget: BudgetKind = "utilization"
+    static_fraction: StaticFraction | None = None  # SGLang: its own --mem-fraction-static
+    wiggle_room: float = 1.0  # TGI: TGI_WIGGLE_ROOM
 
 
 def kv_dtype_bytes(kv_cache_dtype: str, dtype_bytes: int) -> int:
@@ -268,11 +277,12 @@ def activation_gib(
 
 @dataclass(frozen=True)
 class Overhead:
-    """Per-GPU overhead split by where it lives."""
+    """Per-GPU memory that is neither weights nor KV cache."""
 
     activation_gib: float
     non_torch_gib: float
     cuda_graph_gib: float
+    cuda_context_gib: float
 
 
 def overhead_gib(
@@ -283,10 +293,94 @@ def overhead_gib(
     pipeline_parallel: int,
     batched_tokens: int,
     num_seqs: int,
+    gpu_memory_gib: float = 80.0,
 ) -> Overhead:
-    """Activation peak, non-torch and CUDA-graph memory of one GPU."""
+    """Activation peak, non-torch, CUDA-graph and CUDA-context memory of one GPU."""
     non_torch = traits.non_torch_tp_gib if tensor_parallel > 1 else traits.non_torch_gib
     graphs = traits.cuda_graph_base_gib + traits.cuda_graph_gib_per_layer * _layers_per_stage(
         model, pipeline_parallel
     )
-    return Overhead(activation_gib(model, traits, batched_tokens, num_seqs), non_torch, graphs)
+    if model.experts >= 32:
+        graphs += traits.cuda_graph_many_experts_gib
+    context = traits.cuda_context_gib
+    if tensor_parallel > 1 or pipeline_parallel > 1:
+        context += traits.nccl_buffers_per_gib * gpu_memory_gib
+    return Overhead(
+        activation_gib(model, traits, batched_tokens, num_seqs), non_torch, graphs, context
+    )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How one GPU's memory splits for an engine (GiB).
+
+    ``capacity`` is what weights, the KV cache and ``overhead`` share; ``outside`` is the
+    rest of the GPU, which must hold ``outside_need`` (CUDA context, graphs and, for SGLang,
+    activations). ``memory_fraction`` is the value of the engine's own memory flag that
+    produces this budget; ``problem`` is a start-up refusal that no KV size can fix.
+    """
+
+    memory_fraction: float
+    capacity_gib: float
+    overhead_gib: float
+    outside_gib: float
+    outside_need_gib: float
+    problem: str | None = None
+
+
+def budget(
+    traits: EngineTraits,
+    overhead: Overhead,
+    *,
+    total_gib: float,
+    utilization: float,
+    weights_gib: float,
+    tensor_parallel: int,
+    pipeline_parallel: int,
+    mla: bool,
+) -> Budget:
+    """The engine's memory budget on one GPU of ``total_gib`` (see module docstring)."""
+    o = overhead
+    if traits.budget == "static_fraction":
+        own = (
+            traits.static_fraction(total_gib, tensor_parallel, pipeline_parallel, mla)
+            if (traits.static_fraction)
+            else utilization
+        )
+        fraction = round(min(utilization, own), 3)
+        capacity = fraction * (total_gib - o.cuda_context_gib)
+        # At start the remainder holds the context, NCCL buffers and captured graphs; prefill
+        # activations use it later (SGLang's own default reserves for them).
+        need = o.cuda_context_gib + o.non_torch_gib + o.cuda_graph_gib
+        return Budget(fraction, capacity, 0.0, total_gib - capacity, need)
+    if traits.budget == "fraction_of_free":
+        used = weights_gib + o.activation_gib + o.non_torch_gib + o.cuda_context_gib
+        capacity = used + utilization * max(0.0, total_gib - used)
+        return Budget(
+            utilization,
+            capacity,
+            used - weights_gib,
+            total_gib - capacity,
+            o.cuda_graph_gib,
+        )
+    if traits.budget == "wiggle_fraction":
+        fraction = round(min(1.0, utilization / traits.wiggle_room), 3)
+        capacity = fraction * traits.wiggle_room * total_gib
+        inside = o.activation_gib + o.non_torch_gib + o.cuda_context_gib
+        return Budget(fraction, capacity, inside, total_gib - capacity, o.cuda_graph_gib)
+    capacity = utilization * total_gib
+    free_at_start = total_gib - o.cuda_context_gib
+    problem = None
+    if capacity > free_at_start:
+        problem = (
+            f"{traits.name} asks for {utilization:g} x {total_gib:.2f} = {capacity:.2f} GiB but"
+            f" only {free_at_start:.2f} GiB is free after the CUDA context"
+        )
+    return Budget(
+        utilization,
+        capacity,
+        o.activation_gib + o.non_torch_gib,
+        total_gib - capacity,
+        o.cuda_context_gib + o.cuda_graph_gib,
+        problem,
+    )

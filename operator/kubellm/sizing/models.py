@@ -38,6 +38,8 @@ class ModelArchitecture:
     active_parameters: int | None = None
     mla_kv_elements: int | None = None
     native_quantization: str = "none"
+    # False for a model the catalog does not know whose name names no format either.
+    native_quantization_known: bool = True
     weights_gib: float | None = None
     # Layers using sliding-window attention keep only window tokens of KV (gpt-oss, Gemma 2).
     sliding_window: int = 0
@@ -226,6 +228,9 @@ def resolve_model(name: str, overrides: Mapping[str, int] | None = None) -> Mode
         missing = [*_REQUIRED_FOR_UNKNOWN, "hiddenSize"]
         raise UnknownModelError(name, tuple(missing))
     model = _apply_overrides(base, name, overrides or {})
-    if base is None and quant is not None:
-        model = dataclasses.replace(model, native_quantization=quant)
+    if base is None:
+        known = quant is not None
+        model = dataclasses.replace(
+            model, native_quantization=quant or "none", native_quantization_known=known
+        )
     return model
