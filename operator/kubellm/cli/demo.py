@@ -5,12 +5,13 @@ plane (built from Kubernetes' Go modules, simulated GPU nodes), starts the opera
 one LLMDeployment through what platform teams do: apply, scale, a canary, an update that
 cannot fit, delete. Everything it shows comes from kubectl, as users see it.
 
-Then autoscaling on generated tokens/s: the controller-manager's real HPA controller scales an
-LLMDeployment (`provider: hpa`, `target: auto`) through custom.metrics.k8s.io, served by the
-local cluster's custom-metrics adapter. The lighter path: the per-pod tokens/s are written
-straight from the simulated engines (a 15 s window) instead of through Prometheus, and KEDA
-is not built or started (KUBELLM_KEDA=0), so a cold `make demo` builds nothing more than
-before but the adapter. `make e2e` proves both real paths (Prometheus, KEDA).
+Then autoscaling with the defaults (`metric: requestsInFlight`, `target: auto`): the
+controller-manager's real HPA controller scales an LLMDeployment (`provider: hpa`) through
+custom.metrics.k8s.io, served by the local cluster's custom-metrics adapter, under a load ramp.
+The lighter path: each pod's value is written straight from its simulated engine instead of
+through Prometheus, and KEDA is not built or started (KUBELLM_KEDA=0), so a cold `make demo`
+builds nothing more than before but the small adapter. `make e2e` proves both real paths
+(Prometheus and the chart's adapter rule; KEDA).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import yaml
 
 from kubellm.render import render_children, resolve, single_revision
 from kubellm.render.resolve import InvalidSpecError
+from kubellm.sizing.capacity import Workload, sustainable_load
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "manifests" / "examples"
@@ -231,7 +233,7 @@ def live_loop(demo: Demo) -> None:
         print("\n5. Delete: every child goes with it (ownerReferences)")
         demo.kubectl("delete", "llmd", NAME, "-n", NAMESPACE)
 
-        print("\n6. Autoscaling on generated tokens/s: a load ramp up and down, a real HPA")
+        print("\n6. Autoscaling (the default signal and target): a load ramp, a real HPA")
         demo.kubectl("apply", "-f", "-", stdin=autoscaled_llmdeployment())
         demo.wait("Ready", lambda s: s.get("phase") == "Ready", name=CHAT)
         autoscaling_ramp(demo)
@@ -241,7 +243,7 @@ def live_loop(demo: Demo) -> None:
 
 
 def autoscaled_llmdeployment() -> str:
-    """Llama 3.1 70B on 2 H100s, 16 sequences at once; the HPA on tokens/s, target auto."""
+    """Llama 3.1 70B on 2 H100s, 16 sequences at once; the HPA on the default signal."""
     return yaml.safe_dump(
         {
             "apiVersion": "kubellm.io/v1alpha1",
@@ -270,13 +272,19 @@ def autoscaled_llmdeployment() -> str:
 
 
 def autoscaling_ramp(demo: Demo) -> None:
-    """`python -m kubellm.simulator ramp`: fleet, tokens/s writer and load, figures every 5 s."""
+    """`python -m kubellm.simulator ramp`: fleet, metric writer and load, figures every 5 s."""
     write_url = json.loads(AUTOSCALING.read_text())["customMetricsWriteURL"]
-    target = hpa_target(demo)
-    print(f"   target auto: {target:g} generated tokens/s per replica (also in kubellm size)")
+    resolved = resolve(yaml.safe_load(autoscaled_llmdeployment()))
+    planned, capacity = resolved.autoscaling, resolved.capacity
+    assert planned is not None and capacity is not None
+    best = sustainable_load(capacity, planned.ttft_slo_seconds, Workload(256, 64))
+    assert best is not None
+    print(f"   metric {planned.metric}, target auto {hpa_target(demo):g} per replica")
+    print(f"   ({planned.reason})")
     subprocess.run(
         [sys.executable, "-m", "kubellm.simulator", "ramp", "-n", NAMESPACE, "--llmd", CHAT,
-         "--write-url", write_url, "--target", str(target)],
+         "--write-url", write_url, "--metric", planned.metric,
+         "--replica-rps", f"{0.7 * best.requests_per_second:.3f}"],
         env=demo.env, check=True,
     )  # fmt: skip
 

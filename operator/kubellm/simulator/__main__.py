@@ -4,7 +4,7 @@ python -m kubellm.simulator [--engine vllm --port 8001 ...]   one engine until i
 python -m kubellm.simulator fleet -n NS [--llmd NAME] [--cold-start 120] [--file-sd F]
 python -m kubellm.simulator feed -n NS --prometheus URL --metric M --metrics-query Q
     --write-url URL
-python -m kubellm.simulator ramp -n NS --llmd NAME --write-url URL --target T   (the demo)
+python -m kubellm.simulator ramp -n NS --llmd NAME --write-url URL --metric M --replica-rps R
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ async def run_ramp(args: argparse.Namespace) -> None:
     check_loopback(args.write_url)
     client = kube_client()
     try:
-        await ramp(client, args.namespace, args.llmd, args.write_url, args.target)
+        await ramp(client, args.namespace, args.llmd, args.write_url, args.metric, args.replica_rps)
     finally:
         await client.close()
 
@@ -130,7 +130,10 @@ def parse_ramp(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-n", "--namespace", required=True)
     parser.add_argument("--llmd", required=True)
     parser.add_argument("--write-url", required=True, help="the custom-metrics write address")
-    parser.add_argument("--target", type=float, required=True, help="tokens/s per replica")
+    parser.add_argument("--metric", required=True, help="the autoscaling.metric to write")
+    parser.add_argument(
+        "--replica-rps", type=float, required=True, help="one replica's worth, requests/s"
+    )
     return parser.parse_args(argv)
 
 
@@ -160,7 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    quiet = bool(argv) and argv[0] == "ramp"  # the demo prints its own figures
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(message)s",
+    )
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, None]]] = {
         "fleet": run_fleet,
         "feed": run_feed,
