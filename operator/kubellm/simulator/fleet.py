@@ -76,7 +76,7 @@ class _Deployment:
     capacity: ReplicaCapacity | None
     weights: dict[str, int]
     turns: dict[str, float] = field(default_factory=dict)  # smooth weighted round robin
-    next_replica: int = 0
+    next_replica: dict[str, int] = field(default_factory=dict)  # round robin per revision
 
 
 def ready(pod: Mapping[str, Any]) -> bool:
@@ -116,10 +116,14 @@ class Fleet:
     async def sync(self) -> None:
         """One pass: engines for new Ready pods, none for pods gone or not Ready."""
         seen: set[tuple[str, str]] = set()
+        known: set[tuple[str, str]] = set()
         for obj in await self.client.list("LLMDeployment", None):
             meta = obj["metadata"]
             if self.selected(meta["namespace"], meta["name"]):
                 self._learn(meta["namespace"], obj)
+                known.add((meta["namespace"], meta["name"]))
+        for gone in set(self.deployments) - known:
+            del self.deployments[gone]
         for pod in await self.client.list("Pod", None, SERVING_PODS):
             meta = pod["metadata"]
             labels = meta.get("labels") or {}
@@ -212,8 +216,9 @@ class Fleet:
         chosen = max((rev for rev in weights if weights[rev] > 0), key=deployment.turns.__getitem__)
         deployment.turns[chosen] -= total
         replicas = by_revision[chosen]
-        deployment.next_replica += 1
-        return replicas[deployment.next_replica % len(replicas)]
+        turn = deployment.next_replica.get(chosen, 0)
+        deployment.next_replica[chosen] = turn + 1
+        return replicas[turn % len(replicas)]
 
     async def complete(
         self, namespace: str, name: str, body: dict[str, Any], chat: bool = False
