@@ -7,15 +7,12 @@
   evaluated on Prometheus and written to the local cluster's custom-metrics adapter, so the
   HPA controller reads what prometheus-adapter would serve (`provider: hpa`).
 - `adapter_rule(metric)`: that rule's metricsQuery, from the chart rendered by real Helm.
-- `Load`: open-model load on loopback, requests per second changed while it runs.
 - `ReplicaRecorder`: `spec.replicas` of an LLMDeployment sampled over time, to count scale
   events and flaps as the autoscaler made them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import subprocess
 import sys
@@ -27,16 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import helm_python as helm
 import yaml
 
 from conftest import ROOT, run_kubectl
-from kubellm.simulator.load import check_loopback
 
 STATE = ROOT / "e2e" / ".cluster"
 CHART = ROOT / "charts" / "kubellm"
-MAX_IN_FLIGHT = 512  # per Load: a bound, far above what the journeys send
 
 
 def cluster_endpoints() -> dict[str, Any]:
@@ -121,88 +115,6 @@ class FeedProcess(SimulatorProcess):
             "--write-url", cluster_endpoints()["customMetricsWriteURL"], "--interval", "2",
         ]  # fmt: skip
         super().__init__(args, "feeding")
-
-
-@dataclass
-class _Stream:
-    rps: float
-    prompt_tokens: int
-    max_tokens: int
-    sent: int = 0
-    ok: int = 0
-    task: asyncio.Task[None] | None = None
-
-
-class Load:
-    """Open-model load: `rps` completions per second per URL, whatever the answers take."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.streams: dict[str, _Stream] = {}
-        self.session: aiohttp.ClientSession | None = None
-
-    def set(self, url: str, rps: float, prompt_tokens: int = 256, max_tokens: int = 64) -> None:
-        """Send `rps` requests per second to `url` from now on (0 stops)."""
-        check_loopback(url)
-        future = asyncio.run_coroutine_threadsafe(
-            self._set(url, rps, prompt_tokens, max_tokens), self.loop
-        )
-        future.result(10)
-
-    def counts(self, url: str) -> tuple[int, int]:
-        stream = self.streams[url]
-        return stream.sent, stream.ok
-
-    async def _set(self, url: str, rps: float, prompt_tokens: int, max_tokens: int) -> None:
-        if self.session is None:
-            connector = aiohttp.TCPConnector(limit=0)
-            timeout = aiohttp.ClientTimeout(total=300)
-            self.session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        stream = self.streams.setdefault(url, _Stream(rps, prompt_tokens, max_tokens))
-        stream.rps, stream.prompt_tokens, stream.max_tokens = rps, prompt_tokens, max_tokens
-        if stream.task is None and rps > 0:
-            stream.task = asyncio.ensure_future(self._drive(url, stream))
-
-    async def _drive(self, url: str, stream: _Stream) -> None:
-        assert self.session is not None
-        session, target = self.session, url.rstrip("/") + "/v1/completions"
-        in_flight: set[asyncio.Task[None]] = set()
-
-        async def one() -> None:
-            body = {"prompt": [0] * stream.prompt_tokens, "max_tokens": stream.max_tokens}
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.post(target, json=body) as response:
-                    await response.read()
-                    stream.ok += response.status == 200
-
-        next_at = self.loop.time()
-        while True:
-            if stream.rps <= 0:
-                await asyncio.sleep(0.2)
-                next_at = self.loop.time()
-                continue
-            if len(in_flight) < MAX_IN_FLIGHT:
-                task = asyncio.ensure_future(one())
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-                stream.sent += 1
-            next_at += 1 / stream.rps
-            await asyncio.sleep(max(0.0, next_at - self.loop.time()))
-
-    def close(self) -> None:
-        async def shutdown() -> None:
-            for stream in self.streams.values():
-                if stream.task is not None:
-                    stream.task.cancel()
-            if self.session is not None:
-                await self.session.close()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @dataclass

@@ -34,7 +34,6 @@ import yaml
 from autoscaling_harness import (
     FeedProcess,
     FleetProcess,
-    Load,
     ReplicaRecorder,
     cluster_endpoints,
     flaps,
@@ -44,6 +43,7 @@ from autoscaling_harness import (
 from conftest import fresh_namespace, poll, run_kubectl
 from operator_process import OperatorProcess, apply_crds
 from prometheus import Prometheus, prometheus_binary
+from rollout_harness import LoadDriver
 from test_operator import get, items, wait_ready
 
 NAMESPACE_PREFIX = "e2e-as-"
@@ -54,6 +54,7 @@ SCALE_DOWN_WINDOW = 30  # seconds, the LLMDeployments' scaleDown.stabilizationWi
 COLD_START = 5.0
 KUBELLM = str(Path(sys.executable).parent / "kubellm")
 TOKENS = "kubellm_generation_tokens_per_second"
+BODY = {"prompt": [0] * 256, "max_tokens": 64}  # token ids: 256 prompt tokens
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,8 @@ def prometheus(fleet: FleetProcess, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def load() -> Iterator[Load]:
-    driver = Load()
+def load() -> Iterator[LoadDriver]:
+    driver = LoadDriver()
     yield driver
     driver.close()
 
@@ -181,7 +182,7 @@ def spec_writers(name: str, namespace: str) -> set[tuple[str, str]]:
 
 @pytest.mark.timeout(900)
 def test_load_up_and_down_on_keda_and_hpa(
-    operator: OperatorProcess, fleet: FleetProcess, prometheus: str, load: Load
+    operator: OperatorProcess, fleet: FleetProcess, prometheus: str, load: LoadDriver
 ) -> None:
     assert cluster_endpoints()["keda"], "cluster.sh up must start KEDA (KUBELLM_KEDA=1)"
     target = auto_targets()["generationTokensPerSecond"]
@@ -209,7 +210,7 @@ def test_load_up_and_down_on_keda_and_hpa(
             # Load up: about 2.4 replicas' worth of tokens at the target.
             rps = 2.4 * target / 64
             for ns, name in journeys.values():
-                load.set(fleet.router_url(ns, name), rps, prompt_tokens=256, max_tokens=64)
+                load.start(fleet.router_url(ns, name), rps, BODY)
             for provider, (ns, name) in journeys.items():
                 wait(
                     lambda ns=ns, name=name: get("llmd", name, ns)["spec"].get("replicas", 1) >= 3,
@@ -241,7 +242,7 @@ def test_load_up_and_down_on_keda_and_hpa(
             # Load down: back to one replica, only after the scale-down window.
             stopped = time.monotonic()
             for ns, name in journeys.values():
-                load.set(fleet.router_url(ns, name), 0)
+                load.stop(fleet.router_url(ns, name))
             for provider, (ns, name) in journeys.items():
                 wait(
                     lambda ns=ns, name=name: get("llmd", name, ns)["spec"]["replicas"] == 1,
@@ -275,7 +276,7 @@ def test_load_up_and_down_on_keda_and_hpa(
 
 @pytest.mark.timeout(600)
 def test_scaling_during_a_paused_canary_keeps_the_split(
-    operator: OperatorProcess, fleet: FleetProcess, prometheus: str, load: Load
+    operator: OperatorProcess, fleet: FleetProcess, prometheus: str, load: LoadDriver
 ) -> None:
     with fresh_namespace(NAMESPACE_PREFIX) as ns:
         name = "canary"
@@ -294,7 +295,7 @@ def test_scaling_during_a_paused_canary_keeps_the_split(
             message="the canary paused at 25%",
         )
         canary = status["rollout"]["canaryRevision"]
-        load.set(fleet.router_url(ns, name), 8.0, prompt_tokens=256, max_tokens=64)
+        load.start(fleet.router_url(ns, name), 8.0, BODY)
         try:
             wait(
                 lambda: get("llmd", name, ns)["spec"]["replicas"] >= 4,
@@ -321,7 +322,7 @@ def test_scaling_during_a_paused_canary_keeps_the_split(
             weights = {r["revision"]: r["weight"] for r in obj["status"]["revisions"]}
             assert share == pytest.approx(weights[canary] / 100, abs=0.08), (share, weights)
         finally:
-            load.set(fleet.router_url(ns, name), 0)
+            load.stop(fleet.router_url(ns, name))
 
 
 def traffic_share(prometheus: str, namespace: str, revision: str) -> float:

@@ -121,32 +121,11 @@ build() {
   export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
   # kubelocal: apiserver, controller-manager, scheduler, etcd, pki.
-  h="$(hash_of "$go_version" go.mod go.sum main.go etcd.go pki.go)"
-  dir="$CACHE/kubelocal/$h"
-  if [[ ! -x "$dir/kubelocal" ]]; then
-    t=$(now_ms)
-    log "building kubelocal ($K8S_VERSION) into $dir (cold: ~6-8 min on 2 cores, ~1 GiB of modules)"
-    mkdir -p "$dir"
-    (cd "$SRC" && "$go" build -trimpath -ldflags "$LDFLAGS" -o "$dir/kubelocal.tmp" .) ||
-      die "kubelocal build failed"
-    mv "$dir/kubelocal.tmp" "$dir/kubelocal"
-    log "built kubelocal in $(elapsed_since "$t")s"
-  fi
-  ln -sfn "$dir/kubelocal" "$STATE/bin/kubelocal"
-
+  build_in_module kubelocal . "$LDFLAGS" "kubelocal ($K8S_VERSION)" "~6-8 min on 2 cores, ~1 GiB of modules" \
+    go.mod go.sum main.go etcd.go pki.go
   # metrics-adapter: same module (so it shares kubelocal's compiled dependencies).
-  h="$(hash_of "$go_version" go.mod go.sum metricsadapter/main.go)"
-  dir="$CACHE/metrics-adapter/$h"
-  if [[ ! -x "$dir/metrics-adapter" ]]; then
-    t=$(now_ms)
-    log "building metrics-adapter (sigs.k8s.io/custom-metrics-apiserver) into $dir"
-    mkdir -p "$dir"
-    (cd "$SRC" && "$go" build -trimpath -ldflags "-s -w" -o "$dir/metrics-adapter.tmp" ./metricsadapter) ||
-      die "metrics-adapter build failed"
-    mv "$dir/metrics-adapter.tmp" "$dir/metrics-adapter"
-    log "built metrics-adapter in $(elapsed_since "$t")s"
-  fi
-  ln -sfn "$dir/metrics-adapter" "$STATE/bin/metrics-adapter"
+  build_in_module metrics-adapter ./metricsadapter "-s -w" "metrics-adapter (custom-metrics-apiserver)" \
+    "seconds after kubelocal" go.mod go.sum metricsadapter/main.go
 
   # kwok and its stage files (copied out of the module cache next to the binary).
   h="$(hash_of "$go_version" kwok/go.mod kwok/go.sum)"
@@ -196,6 +175,24 @@ build() {
   touch "$(readlink "$STATE/bin/crds")"
   find "$CACHE/kubelocal" "$CACHE/kwok" "$CACHE/crds" "$CACHE/metrics-adapter" "$CACHE/keda" \
     -mindepth 1 -maxdepth 1 -type d -mtime +14 -exec rm -rf {} + 2>/dev/null || true
+}
+
+# build_in_module NAME PACKAGE LDFLAGS DESCRIPTION COLD-ESTIMATE FILES...: `go build PACKAGE` in
+# e2e/cluster's module into $CACHE/NAME/<hash of FILES>/NAME, once; linked from $STATE/bin.
+build_in_module() {
+  local name="$1" pkg="$2" ldflags="$3" what="$4" estimate="$5" h dir t; shift 5
+  h="$(hash_of "$go_version" "$@")"
+  dir="$CACHE/$name/$h"
+  if [[ ! -x "$dir/$name" ]]; then
+    t=$(now_ms)
+    log "building $what into $dir (cold: $estimate)"
+    mkdir -p "$dir"
+    (cd "$SRC" && "$go" build -trimpath -ldflags "$ldflags" -o "$dir/$name.tmp" "$pkg") ||
+      die "$name build failed"
+    mv "$dir/$name.tmp" "$dir/$name"
+    log "built $name in $(elapsed_since "$t")s"
+  fi
+  ln -sfn "$dir/$name" "$STATE/bin/$name"
 }
 
 # KEDA's operator and metrics adapter, built inside a copy of KEDA's module so that its
