@@ -276,8 +276,11 @@ async def bench(args: argparse.Namespace, prometheus_url: str, sweep: list[Run])
     unit_rps = unit_load()
     print(f"trace {trace.seconds:.0f}s, 1x = {unit_rps:.2f} requests/s", file=sys.stderr)
     try:
+        deadline = time.monotonic() + 300
         while sum(len(fleet.serving(NAMESPACE, r.name)) for r in sweep) < len(sweep):
-            await asyncio.sleep(1)  # every first replica past its cold start
+            if time.monotonic() > deadline:  # every first replica past its cold start
+                raise RuntimeError(f"first replicas not serving after 300s: see {NAMESPACE} pods")
+            await asyncio.sleep(1)
         await asyncio.gather(*(drive(fleet, run, trace, unit_rps, args.seed) for run in sweep))
     finally:
         stop.set()

@@ -46,7 +46,10 @@ def bench_nodes(count: int) -> str:
     nodes = []
     for i in range((count + GPUS_PER_NODE - 1) // GPUS_PER_NODE):
         name = f"bench-h100-{i}"
-        capacity = {"cpu": "208", "memory": "2Ti", "pods": "110", "nvidia.com/gpu": "8"}
+        capacity = {
+            "cpu": "208", "memory": "2Ti", "ephemeral-storage": "2Ti", "pods": "110",
+            "nvidia.com/gpu": "8",
+        }  # fmt: skip
         nodes.append(
             {
                 "apiVersion": "v1",
