@@ -195,7 +195,7 @@ def test_autoscaling_on_a_signal_the_engine_lacks_is_refused() -> None:
     obj = spec("trtllm", model="nvidia/Llama-3.3-70B-Instruct-FP8", quantization="fp8")
     obj["spec"]["autoscaling"] = {"maxReplicas": 2, "target": 100}
     found = problems(obj)
-    assert "exports no requestsInFlight" in found["spec.autoscaling.metric"]  # the default
+    assert "exports no generationTokensPerSecond" in found["spec.autoscaling.metric"]
 
 
 def test_a_start_up_window_shorter_than_a_minute_is_a_problem() -> None:

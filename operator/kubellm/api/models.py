@@ -697,10 +697,10 @@ class AutoscalingSpec(CamelModel):
     metric: Literal[
         "generationTokensPerSecond", "requestsInFlight", "queueLength", "kvCacheUtilization"
     ] = Field(
-        default="requestsInFlight",
-        description="Per-replica signal scaled on: requests running in the engine by default"
-        " (it follows a burst at once; generated tokens/s, a one-minute rate, trails it), or"
-        " generated tokens/s, waiting requests, KV-cache utilization.",
+        default="generationTokensPerSecond",
+        description="Per-replica signal scaled on; generated tokens per second by default (the"
+        " one that met the TTFT SLO in every run of bench/autoscale.py), or requests running,"
+        " waiting requests, KV-cache utilization.",
     )
     target: AutoscalingTarget = Field(default="auto")
     ttft_slo: Duration = Field(
