@@ -698,9 +698,8 @@ class AutoscalingSpec(CamelModel):
         "generationTokensPerSecond", "requestsInFlight", "queueLength", "kvCacheUtilization"
     ] = Field(
         default="generationTokensPerSecond",
-        description="Per-replica signal scaled on; generated tokens per second by default (the"
-        " one that met the TTFT SLO in every run of bench/autoscale.py), or requests running,"
-        " waiting requests, KV-cache utilization.",
+        description="Per-replica signal scaled on: generated tokens per second by default, or"
+        " requests running, requests waiting, KV-cache utilization (README: Autoscaling).",
     )
     target: AutoscalingTarget = Field(default="auto")
     ttft_slo: Duration = Field(

@@ -5,7 +5,7 @@ plane (built from Kubernetes' Go modules, simulated GPU nodes), starts the opera
 one LLMDeployment through what platform teams do: apply, scale, a canary, an update that
 cannot fit, delete. Everything it shows comes from kubectl, as users see it.
 
-Then autoscaling with the defaults (`metric: requestsInFlight`, `target: auto`): the
+Then autoscaling with the defaults (`metric: generationTokensPerSecond`, `target: auto`): the
 controller-manager's real HPA controller scales an LLMDeployment (`provider: hpa`) through
 custom.metrics.k8s.io, served by the local cluster's custom-metrics adapter, under a load ramp.
 The lighter path: each pod's value is written straight from its simulated engine instead of
