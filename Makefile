@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 CRD_DIRS := crds charts/kubellm/crds manifests/base/crds
 
-.PHONY: install test unit lint crds kube-schema golden demo bench cluster-build cluster-up cluster-down e2e clean
+.PHONY: install test unit lint crds kube-schema golden demo bench bench-autoscale cluster-build cluster-up cluster-down e2e clean
 
 install: $(STAMP)
 
@@ -55,6 +55,10 @@ bench: install cluster-up
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/reconcile.py --count 100 --count 1000
 	$(BIN)/python bench/faults.py --rounds 3
+
+## bench-autoscale: the four autoscaling signals through KEDA on a bursty trace (~13 min)
+bench-autoscale: install cluster-up
+	cd bench && ../$(BIN)/python autoscale.py
 
 cluster-build:
 	bash e2e/cluster/cluster.sh build

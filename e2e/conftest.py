@@ -177,8 +177,10 @@ def fresh_namespace(prefix: str = "e2e-") -> Iterator[str]:
         timeout=30,
         message=f"default ServiceAccount in {name}",
     )
-    yield name
-    run_kubectl("delete", "namespace", name, "--wait=false", check=False)
+    try:
+        yield name
+    finally:
+        run_kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture

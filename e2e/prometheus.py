@@ -51,9 +51,12 @@ class ScrapeTarget:
     labels: Mapping[str, str]
 
 
-def write_config(path: Path, targets: list[ScrapeTarget], interval: str = "1s") -> None:
-    """One job per target: engines differ in metrics path (TensorRT-LLM)."""
-    jobs = [
+def write_config(
+    path: Path, targets: list[ScrapeTarget], interval: str = "1s", file_sd: Path | None = None
+) -> None:
+    """One job per target: engines differ in metrics path (TensorRT-LLM); one more job for
+    the targets a fleet writes to `file_sd` (each target sets its own `__metrics_path__`)."""
+    jobs: list[dict[str, Any]] = [
         {
             "job_name": f"engine-{i}",
             "metrics_path": target.metrics_path,
@@ -61,6 +64,9 @@ def write_config(path: Path, targets: list[ScrapeTarget], interval: str = "1s") 
         }
         for i, target in enumerate(targets)
     ]
+    if file_sd is not None:
+        discovery = {"files": [str(file_sd)], "refresh_interval": interval}
+        jobs.append({"job_name": "fleet", "file_sd_configs": [discovery]})
     config = {"global": {"scrape_interval": interval, "evaluation_interval": interval}}
     path.write_text(yaml.safe_dump({**config, "scrape_configs": jobs}))
 
@@ -171,13 +177,16 @@ class Prometheus:
         targets: list[ScrapeTarget],
         binary: str,
         web: WebAuth | None = None,
+        *,
+        file_sd: Path | None = None,
+        interval: str = "1s",
     ) -> None:
         self.workdir = workdir
         self.web = web
         self.port = free_port()
         self.url = f"{'https' if web else 'http'}://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
-        write_config(config, targets)
+        write_config(config, targets, interval, file_sd)
         arguments = [
             binary,
             f"--config.file={config}",

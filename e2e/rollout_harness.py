@@ -113,7 +113,10 @@ class RolloutPrometheus(Prometheus):
 
 
 class LoadDriver:
-    """Open-model load on loopback: `rps` requests per second per URL, bounded."""
+    """Open-model load on loopback: `rps` requests per second per URL, bounded.
+
+    `start` again with another rate or body changes them while the load runs.
+    """
 
     def __init__(self, rps: float = 4.0, max_seconds: float = MAX_LOAD_SECONDS) -> None:
         if not 0 < rps <= 50:
@@ -121,14 +124,20 @@ class LoadDriver:
         self.rps = rps
         self.deadline = time.monotonic() + max_seconds
         self.sent: dict[str, int] = {}
+        self.rates: dict[str, float] = {}
+        self.bodies: dict[str, dict[str, Any]] = {}
         self.loop = asyncio.new_event_loop()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.session: aiohttp.ClientSession | None = None
 
-    def start(self, url: str) -> None:
+    def start(self, url: str, rps: float | None = None, body: dict[str, Any] | None = None) -> None:
         check_loopback(url)
+        if rps is not None and not 0 < rps <= 50:
+            raise ValueError("rps must be in (0, 50]")
+        self.rates[url] = rps or self.rps
+        self.bodies[url] = body or {"prompt": "Say something simulated.", "max_tokens": 16}
         asyncio.run_coroutine_threadsafe(self._start(url), self.loop).result(10)
 
     def stop(self, url: str) -> None:
@@ -151,12 +160,11 @@ class LoadDriver:
     async def _drive(self, url: str) -> None:
         assert self.session is not None
         session, target = self.session, url.rstrip("/") + "/v1/completions"
-        body = {"prompt": "Say something simulated.", "max_tokens": 16}
         in_flight: set[asyncio.Task[None]] = set()
 
         async def one() -> None:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.post(target, json=body) as response:
+                async with session.post(target, json=self.bodies[url]) as response:
                     await response.read()
 
         try:
@@ -166,7 +174,7 @@ class LoadDriver:
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                     self.sent[url] = self.sent.get(url, 0) + 1
-                await asyncio.sleep(1 / self.rps)
+                await asyncio.sleep(1 / self.rates[url])
         finally:
             for task in list(in_flight):
                 task.cancel()

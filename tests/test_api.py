@@ -41,7 +41,7 @@ def test_round_trips_in_camel_case() -> None:
         {"resources": {"gpu": {"type": "L4"}, "pipelineParallel": False}},
         {"model": {"name": "m", "tokneSecretRef": {"name": "x"}}},
         {"rollout": {"canary": {"steps": [{"weight": 0}]}}},
-        {"autoscaling": {"maxReplicas": 3}},
+        {"autoscaling": {"maxReplicas": 3, "target": 0}},
     ],
 )
 def test_bad_specs_are_refused(change: dict[str, object]) -> None:

@@ -614,6 +614,24 @@ def test_pod_monitor_selects_engine_pods_and_relabels() -> None:
     assert path_rule["regex"] == "(.+)" and path_rule["replacement"] == "$1"
 
 
+@pytest.mark.parametrize(
+    ("values", "operator_pod_monitors"),
+    [
+        ({}, True),
+        ({"podMonitor": {"enabled": True}}, False),
+        ({"podMonitor": {"perLLMDeployment": False}}, False),
+    ],
+)
+def test_engines_are_scraped_by_one_pod_monitor(
+    values: dict[str, Any], operator_pod_monitors: bool
+) -> None:
+    """The chart's PodMonitor turns the operator's per-LLMDeployment ones off."""
+    objs = render(values)
+    args = container(objs)["args"]
+    assert ("--no-pod-monitor" not in args) == operator_pod_monitors
+    assert bool(by_kind(objs, "PodMonitor")) == values.get("podMonitor", {}).get("enabled", False)
+
+
 def test_dashboard_configmap_ships_the_json() -> None:
     objs = render(FULL)
     cms = {c["metadata"]["name"]: c for c in by_kind(objs, "ConfigMap")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +215,8 @@ def test_a_replica_larger_than_a_node_becomes_a_leader_worker_set() -> None:
 
 
 def test_hpa_scales_the_llmdeployment_on_tokens_per_second() -> None:
-    obj = llmd(autoscaling={"minReplicas": 1, "maxReplicas": 6, "target": 1200})
+    autoscaling = {"minReplicas": 1, "maxReplicas": 6, "target": 1200}
+    obj = llmd(autoscaling={**autoscaling, "metric": "generationTokensPerSecond"})
     hpa = render(obj)["HorizontalPodAutoscaler"]
     kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
     assert hpa["spec"]["scaleTargetRef"] == {
@@ -237,6 +239,7 @@ def test_keda_queries_the_engine_counter() -> None:
             "provider": "keda",
             "prometheusUrl": "http://prom:9090",
             "maxReplicas": 3,
+            "metric": "generationTokensPerSecond",
             "target": 900,
         },
     )
@@ -244,6 +247,9 @@ def test_keda_queries_the_engine_counter() -> None:
     trigger = scaled["spec"]["triggers"][0]["metadata"]
     assert "tgi_request_generated_tokens_sum" in trigger["query"]
     assert scaled["spec"]["scaleTargetRef"]["kind"] == "LLMDeployment"
+    # KEDA copies a ScaledObject's labels onto its HPA unless they are excluded.
+    excluded = scaled["metadata"]["annotations"]["scaledobject.keda.sh/hpa-excluded-labels"]
+    assert set(excluded.split(",")) == set(scaled["metadata"]["labels"])
 
 
 @pytest.mark.parametrize(
@@ -383,3 +389,35 @@ def test_every_problem_is_reported_at_once() -> None:
         "spec.engine.extraArgs[0]",
         "spec.resources.gpu.type",
     } <= fields
+
+
+def test_pod_monitor_can_be_left_to_another_scraper() -> None:
+    resolved = resolve(llmd())
+    kinds = [o["kind"] for o in render_children(single_revision(resolved))]
+    assert "PodMonitor" in kinds
+    ctx = replace(single_revision(resolved), pod_monitor=False)
+    assert "PodMonitor" not in [o["kind"] for o in render_children(ctx)]
+
+
+def test_autoscaling_target_auto_comes_from_the_capacity_model() -> None:
+    spec = {"minReplicas": 1, "maxReplicas": 4}
+    auto = render(llmd(autoscaling=spec))["HorizontalPodAutoscaler"]
+    explicit = render(llmd(autoscaling={**spec, "target": 1200}))["HorizontalPodAutoscaler"]
+    resolved = resolve(llmd(autoscaling=spec))
+    assert resolved.autoscaling is not None and resolved.autoscaling.auto
+    value = auto["spec"]["metrics"][0]["pods"]["target"]["averageValue"]
+    millis = value.endswith("m")
+    assert float(value.removesuffix("m")) / (1000 if millis else 1) == pytest.approx(
+        resolved.autoscaling.target
+    )
+    assert explicit["spec"]["metrics"][0]["pods"]["target"]["averageValue"] == "1200"
+    slow = resolve(llmd(autoscaling={**spec, "ttftSLO": "200ms"})).autoscaling
+    assert slow is not None and slow.target < resolved.autoscaling.target
+
+
+def test_autoscaling_target_auto_needs_a_catalog_gpu() -> None:
+    spec = llmd(autoscaling={"maxReplicas": 4}, resources={"gpu": {"memoryGiB": 80}})
+    assert any(p.startswith("spec.autoscaling.target: target auto") for p in problems(spec))
+    spec["spec"]["autoscaling"]["target"] = 900
+    hpa = render(spec)["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"] == "900"

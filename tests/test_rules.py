@@ -26,12 +26,17 @@ TOKEN_COUNTERS = {
     "tgi": 'tgi_request_generated_tokens_sum{engine="tgi"}',
     "sglang": 'sglang:generation_tokens_total{engine="sglang"}',
 }
+# Custom metric -> the recording rule computing the same per-pod figure, and its signal.
 ADAPTER_METRICS = {
-    "kubellm_generation_tokens_per_second": "kubellm:generation_tokens:rate1m",
-    "kubellm_requests_in_flight": "kubellm:requests_in_flight",
-    "kubellm_queue_length": "kubellm:queue_length",
-    "kubellm_kv_cache_utilization": "kubellm:kv_cache_utilization",
+    "kubellm_generation_tokens_per_second": (
+        "kubellm:generation_tokens:rate1m",
+        "generationTokens",
+    ),
+    "kubellm_requests_in_flight": ("kubellm:requests_in_flight", "requestsInFlight"),
+    "kubellm_queue_length": ("kubellm:queue_length", "queueLength"),
+    "kubellm_kv_cache_utilization": ("kubellm:kv_cache_utilization", "kvCacheUtilization"),
 }
+ENGINE_METRICS = yaml.safe_load((CHART / "files" / "engine-metrics.yaml").read_text())
 ALERTS = {
     "KubeLLMRolloutRolledBack",
     "KubeLLMRolloutSuccessRatioLow",
@@ -151,21 +156,33 @@ def test_runbook_anchors_exist_in_operations_doc() -> None:
             assert anchor in anchors, f"docs/operations.md has no heading for #{anchor}"
 
 
-def test_adapter_rules_read_recorded_series() -> None:
-    rules = adapter_rules()
-    exposed = {r["name"]["as"]: r for r in rules}
+def test_adapter_rules_read_every_engines_own_series() -> None:
+    """No recording rule needed: the adapter discovers and queries the engines' series."""
+    exposed = {r["name"]["as"]: r for r in adapter_rules()}
     assert set(exposed) == set(ADAPTER_METRICS)
-    recorded = {r["record"] for r in all_rules() if "record" in r}
-    for name, series in ADAPTER_METRICS.items():
+    for name, (_, signal) in ADAPTER_METRICS.items():
         rule = exposed[name]
-        assert rule["seriesQuery"] == f'{series}{{namespace!="",pod!=""}}'
-        assert series in recorded, f"{series} is not recorded by the PrometheusRule"
-        assert re.fullmatch(rule["name"]["matches"], series)
+        exported = [m[signal] for m in ENGINE_METRICS.values() if m[signal]]
+        first_series = {re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", e).group() for e in exported}  # type: ignore[union-attr]
+        discovered = re.fullmatch(
+            r'\{__name__=~"(.*)",namespace!="",pod!=""\}', rule["seriesQuery"]
+        )
+        assert discovered and set(discovered.group(1).split("|")) == first_series
+        assert all(re.fullmatch(rule["name"]["matches"], s) for s in first_series)
         assert rule["resources"] == {
             "overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
         }
-        for placeholder in ("<<.Series>>", "<<.LabelMatchers>>", "<<.GroupBy>>"):
-            assert placeholder in rule["metricsQuery"]
+        for expr in exported:  # every selector restricted to the asked-for pods
+            assert expr.replace("{", "{<<.LabelMatchers>>,") in rule["metricsQuery"]
+        assert rule["metricsQuery"].count("by (<<.GroupBy>>)") == len(exported)
+
+
+def test_prometheus_adapter_rules_are_on_by_default_without_recording_rules() -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render({}, name="kubellm", namespace=NS)
+    text = "".join(out.values())
+    assert "kubellm-prometheus-adapter-rules" in text
+    assert "kind: PrometheusRule" not in text  # off by default; the adapter does not need it
 
 
 # --- promtool --------------------------------------------------------------------------------
@@ -182,10 +199,8 @@ def test_promtool_check_adapter_queries(tmp_path: Path) -> None:
     """The adapter's metricsQuery, expanded as prometheus-adapter does, is valid PromQL."""
     rules = []
     for i, rule in enumerate(adapter_rules()):
-        series = rule["seriesQuery"].split("{", 1)[0]
         expr = (
             rule["metricsQuery"]
-            .replace("<<.Series>>", series)
             .replace("<<.LabelMatchers>>", 'namespace="ml",pod=~"chat-.*"')
             .replace("<<.GroupBy>>", "pod")
         )
@@ -225,13 +240,10 @@ def expand(template: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], template)
 
 
-def test_promtool_unit_tests(tmp_path: Path) -> None:
-    """Feed each engine's own series; expect the uniform kubellm:* series and the alerts."""
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups()}, sort_keys=False))
-    alerts = {r["alert"]: r for r in all_rules() if "alert" in r}
-
-    # 15s scrapes over 5 minutes; counters grow by a fixed step so rates are exact.
-    input_series = [
+def engine_series() -> list[dict[str, str]]:
+    """Each engine's own series for one pod: 15s scrapes over 5 minutes; counters grow by a
+    fixed step so rates are exact."""
+    return [
         series("vllm:generation_tokens_total", "vllm", "0+60x20"),  # 4 tokens/s
         series("tgi_request_generated_tokens_sum", "tgi", "0+30x20"),  # 2 tokens/s
         series("sglang:generation_tokens_total", "sglang", "0+15x20"),  # 1 token/s
@@ -263,6 +275,14 @@ def test_promtool_unit_tests(tmp_path: Path) -> None:
         series("vllm:time_to_first_token_seconds_bucket", "vllm", "0+10x20", le="0.5"),
         series("vllm:time_to_first_token_seconds_bucket", "vllm", "0+10x20", le="+Inf"),
     ]
+
+
+def test_promtool_unit_tests(tmp_path: Path) -> None:
+    """Feed each engine's own series; expect the uniform kubellm:* series and the alerts."""
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups()}, sort_keys=False))
+    alerts = {r["alert"]: r for r in all_rules() if "alert" in r}
+
+    input_series = engine_series()
     promql = [
         {
             "expr": "kubellm:generation_tokens:rate1m",
@@ -384,6 +404,40 @@ def test_promtool_unit_tests(tmp_path: Path) -> None:
             {"interval": "15s", "input_series": input_series, "promql_expr_test": promql},
             {"interval": "1m", "input_series": alert_series, "alert_rule_test": alert_tests},
         ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_adapter_queries_without_recording_rules_match_them(tmp_path: Path) -> None:
+    """prometheus-adapter's expansion of each rule, on the engines' raw series alone, gives
+    the per-pod values the recording rules give (test_promtool_unit_tests)."""
+    expected = {
+        # TensorRT-LLM 1.2.1 exports no generated-token counter (files/engine-metrics.yaml).
+        "kubellm_generation_tokens_per_second": {"sglang": 1, "tgi": 2, "vllm": 4},
+        "kubellm_requests_in_flight": {"vllm": 3},
+        "kubellm_queue_length": {"vllm": 7},
+        "kubellm_kv_cache_utilization": {"sglang": 0.25, "tgi": 0.5},
+    }
+    promql = [
+        {
+            "expr": rule["metricsQuery"]
+            .replace("<<.LabelMatchers>>", 'namespace="ml"')
+            .replace("<<.GroupBy>>", "pod"),
+            "eval_time": "4m",
+            "exp_samples": [
+                {"labels": f'{{pod="{engine}-0"}}', "value": value}
+                for engine, value in expected[rule["name"]["as"]].items()
+            ],
+        }
+        for rule in adapter_rules()
+    ]
+    (tmp_path / "none.yaml").write_text(yaml.safe_dump({"groups": []}))
+    tests = {
+        "rule_files": ["none.yaml"],
+        "evaluation_interval": "15s",
+        "tests": [{"interval": "15s", "input_series": engine_series(), "promql_expr_test": promql}],
     }
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
     result = promtool("test", "rules", "tests.yaml", cwd=tmp_path)

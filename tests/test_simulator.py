@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -13,8 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubellm.simulator import SimulatorConfig, start
+from kubellm.simulator.engine import BatchingEngine
 from kubellm.simulator.load import generate_load
 from kubellm.simulator.metrics import upstream
+from kubellm.sizing.capacity import ReplicaCapacity, Workload, auto_targets, sustainable_load
 
 Scenario = Callable[[aiohttp.ClientSession, str], Awaitable[Any]]
 
@@ -228,3 +232,103 @@ def test_command_line_prints_its_port_and_serves() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+# A small, fast "GPU": 20 ms steps plus 2 ms per sequence, two sequences at once.
+SMALL = ReplicaCapacity(
+    weights_seconds=0.02,
+    step_overhead_seconds=0.0,
+    sequence_seconds=0.002,
+    kv_seconds_per_token=2e-6,
+    prefill_seconds_per_token=1e-4,
+    max_sequences=2,
+    kv_capacity_tokens=100_000,
+)
+
+
+def test_requests_beyond_the_batch_queue_and_wait_longer_for_their_first_token() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> tuple[list[float], str]:
+        async def one() -> float:
+            body = {"prompt": [0] * 100, "max_tokens": 10}
+            async with session.post(f"{url}/v1/completions", json=body) as r:
+                answer = await r.json()
+                assert answer["usage"]["prompt_tokens"] == 100
+                return float(answer["timings"]["ttft"])
+
+        requests = [asyncio.ensure_future(one()) for _ in range(6)]
+        await asyncio.sleep(0.05)
+        during = await scrape(session, url, "vllm")
+        return sorted(await asyncio.gather(*requests)), during
+
+    ttfts, during = serve(SimulatorConfig(capacity=SMALL), scenario)
+    assert sample(during, "vllm:num_requests_running") == 2
+    assert sample(during, "vllm:num_requests_waiting") == 4
+    assert sample(during, "vllm:kv_cache_usage_perc") > 0
+    # Two run at once: the last pair waits for two full requests before its prefill.
+    assert ttfts[0] < 0.05 and ttfts[-1] > 2 * 10 * SMALL.decode_step_seconds(2, 220)
+
+
+def test_decode_slows_as_the_batch_grows() -> None:
+    wide = replace(SMALL, max_sequences=8)
+
+    async def scenario(session: aiohttp.ClientSession, url: str) -> list[float]:
+        async def one() -> float:
+            body = {"prompt": [0] * 10, "max_tokens": 20}
+            async with session.post(f"{url}/v1/completions", json=body) as r:
+                timings = (await r.json())["timings"]
+                return float(timings["latency"] - timings["ttft"])
+
+        alone = await one()
+        together = await asyncio.gather(*(one() for _ in range(8)))
+        return [alone, min(together)]
+
+    alone, batched = serve(SimulatorConfig(capacity=wide), scenario)
+    assert batched > alone * 1.5
+
+
+def test_a_cold_engine_answers_503_until_loaded() -> None:
+    async def scenario(session: aiohttp.ClientSession, url: str) -> list[int]:
+        statuses = []
+        for path in ("/health", "/metrics"):
+            async with session.get(url + path) as r:
+                statuses.append(r.status)
+        statuses += await complete(session, url)
+        await asyncio.sleep(0.6)
+        async with session.get(url + "/health") as r:
+            statuses.append(r.status)
+        return statuses + await complete(session, url)
+
+    assert serve(SimulatorConfig(cold_start=0.5, **FAST), scenario) == [503] * 3 + [200] * 2
+
+
+def poisson_ttfts(capacity: ReplicaCapacity, rate: float, seconds: float) -> list[float]:
+    """Time to first token of Poisson arrivals at `rate` on one engine (seeded)."""
+
+    async def run() -> list[float]:
+        engine = BatchingEngine(capacity)
+        rng = random.Random(7)
+        loop = asyncio.get_running_loop()
+        begin = at = loop.time()
+        requests = []
+        while at - begin < seconds:
+            at += rng.expovariate(rate)
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            requests.append(asyncio.ensure_future(engine.generate(200, 50)))
+        return sorted(o.time_to_first_token for o in await asyncio.gather(*requests))
+
+    return asyncio.run(run())
+
+
+def test_the_engine_meets_the_slo_at_the_auto_target_and_misses_it_overloaded() -> None:
+    """`auto` is planned on the same model the engine runs: within the SLO at the target
+    load, far beyond it when requests arrive faster than the replica serves."""
+    wide = replace(SMALL, max_sequences=8)
+    workload = Workload(200, 50)
+    targets = auto_targets(wide, 1.0, workload)
+    best = sustainable_load(wide, 1.0, workload)
+    assert targets is not None and best is not None
+    rate = targets["generationTokensPerSecond"] / workload.output_tokens
+    at_target = poisson_ttfts(wide, rate, 8.0)
+    assert at_target[int(0.99 * len(at_target))] <= 1.0
+    overloaded = poisson_ttfts(wide, 2 * best.requests_per_second, 8.0)
+    assert overloaded[int(0.99 * len(overloaded))] > 1.0

@@ -12,6 +12,19 @@
 #   kube-scheduler (all from k8s.io/kubernetes v1.36.3 via e2e/cluster/go.mod, one
 #   multicall binary `kubelocal`), and kwok v0.8.0 (e2e/cluster/kwok/go.mod), which
 #   simulates the kubelet of the nodes in e2e/cluster/nodes.yaml.
+#   Autoscaling: the controller-manager's HPA controller syncs every
+#   ${KUBELLM_HPA_SYNC_PERIOD:-5s} (production: 15s); the controller-manager and the
+#   scheduler talk to the API server at production-like client rates, --kube-api-qps=200
+#   --kube-api-burst=400 (client-go's defaults are 20/30). Two aggregated metrics APIs are
+#   registered through the API server's aggregation layer (front-proxy certificates from
+#   `kubelocal pki`; APIServices backed by ExternalName Services pointing at localhost):
+#   - custom.metrics.k8s.io: `metrics-adapter` (e2e/cluster/metricsadapter), the upstream
+#     custom-metrics-apiserver with its in-memory test provider; per-pod values are POSTed
+#     to http://127.0.0.1:$METRICS_WRITE_PORT/write-metrics/namespaces/NS/pods/POD/METRIC
+#     (the address is in e2e/.cluster/autoscaling.json).
+#   - external.metrics.k8s.io: KEDA v2.20.2's metrics adapter and operator (built from
+#     github.com/kedacore/keda/v2 inside a copy of its module, so its replace directives
+#     apply); skipped by `up` when KUBELLM_KEDA=0 (the demo: KEDA's build is the long one).
 #
 # Binary cache: ${KUBELLM_CACHE:-$HOME/.cache/kubellm}/{kubelocal,kwok,crds}/<hash>/, the
 # hash covering the module files, sources, Go version and build flags; e2e/.cluster/bin/
@@ -21,7 +34,10 @@
 # KUBELLM_ETCD_PORT (23790), KUBELLM_APISERVER_PORT (26443), KUBELLM_KUBE_API_QPS (200) and
 # KUBELLM_KUBE_API_BURST (400): the controller-manager's and the scheduler's client rates,
 # production-like (client-go's defaults, 20/30, would make them the bottleneck of any benchmark);
-# KUBELLM_APISERVER_PROFILING=true serves the API server's /debug/pprof (where its CPU goes).
+# KUBELLM_APISERVER_PROFILING=true serves the API server's /debug/pprof (where its CPU goes);
+# KUBELLM_AUTOSCALER_PORT (first of seven ports for the metrics adapters and KEDA; default
+# KUBELLM_APISERVER_PORT + 4), KUBELLM_KEDA (1: `up` builds and starts KEDA),
+# KUBELLM_HPA_SYNC_PERIOD (5s).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,9 +51,20 @@ API_PORT="${KUBELLM_APISERVER_PORT:-26443}"
 KCM_PORT=$((API_PORT + 1))
 SCHED_PORT=$((API_PORT + 2))
 KWOK_PORT=$((API_PORT + 3))
+AUTOSCALER_PORT="${KUBELLM_AUTOSCALER_PORT:-$((API_PORT + 4))}"
+METRICS_ADAPTER_PORT=$AUTOSCALER_PORT
+METRICS_WRITE_PORT=$((AUTOSCALER_PORT + 1))
+KEDA_ADAPTER_PORT=$((AUTOSCALER_PORT + 2))
+KEDA_ADAPTER_METRICS_PORT=$((AUTOSCALER_PORT + 3))
+KEDA_GRPC_PORT=$((AUTOSCALER_PORT + 4))
+KEDA_METRICS_PORT=$((AUTOSCALER_PORT + 5))
+KEDA_HEALTH_PORT=$((AUTOSCALER_PORT + 6))
+KEDA="${KUBELLM_KEDA:-1}"
+HPA_SYNC_PERIOD="${KUBELLM_HPA_SYNC_PERIOD:-5s}"
 SERVER="https://127.0.0.1:$API_PORT"
 KUBECONFIG_FILE="$STATE/kubeconfig"
-COMPONENTS=(etcd apiserver controller-manager scheduler kwok)
+COMPONENTS=(etcd apiserver controller-manager scheduler kwok metrics-adapter)
+KEDA_COMPONENTS=(keda-operator keda-adapter)
 CLIENT_RATES=(--kube-api-qps="${KUBELLM_KUBE_API_QPS:-200}" --kube-api-burst="${KUBELLM_KUBE_API_BURST:-400}")
 
 # Upstream CRDs: module@version then file paths inside the module.
@@ -45,7 +72,12 @@ CRD_SOURCES=(
   "sigs.k8s.io/lws@v0.9.0 config/crd/bases/leaderworkerset.x-k8s.io_leaderworkersets.yaml"
   "sigs.k8s.io/gateway-api@v1.6.3 config/crd/standard/gateway.networking.k8s.io_gatewayclasses.yaml config/crd/standard/gateway.networking.k8s.io_gateways.yaml config/crd/standard/gateway.networking.k8s.io_httproutes.yaml config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml config/crd/standard/gateway.networking.k8s.io_referencegrants.yaml"
   "github.com/prometheus-operator/prometheus-operator@v0.93.0 example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
-  "github.com/kedacore/keda/v2@v2.20.2 config/crd/bases/keda.sh_scaledobjects.yaml config/crd/bases/keda.sh_triggerauthentications.yaml config/crd/bases/keda.sh_clustertriggerauthentications.yaml"
+  "github.com/kedacore/keda/v2@v2.20.2 config/crd/bases/keda.sh_scaledobjects.yaml config/crd/bases/keda.sh_scaledjobs.yaml config/crd/bases/keda.sh_triggerauthentications.yaml config/crd/bases/keda.sh_clustertriggerauthentications.yaml config/crd/bases/eventing.keda.sh_cloudeventsources.yaml config/crd/bases/eventing.keda.sh_clustercloudeventsources.yaml"
+)
+KEDA_MODULE=github.com/kedacore/keda/v2@v2.20.2
+KEDA_BINARIES=(
+  "keda-adapter ./cmd/adapter"
+  "keda-operator ./cmd/operator"
 )
 KWOK_STAGES=(
   kustomize/stage/node/fast/node-initialize.yaml
@@ -93,18 +125,11 @@ build() {
   export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
   # kubelocal: apiserver, controller-manager, scheduler, etcd, pki.
-  h="$(hash_of "$go_version" go.mod go.sum main.go etcd.go pki.go)"
-  dir="$CACHE/kubelocal/$h"
-  if [[ ! -x "$dir/kubelocal" ]]; then
-    t=$(now_ms)
-    log "building kubelocal ($K8S_VERSION) into $dir (cold: ~6-8 min on 2 cores, ~1 GiB of modules)"
-    mkdir -p "$dir"
-    (cd "$SRC" && "$go" build -trimpath -ldflags "$LDFLAGS" -o "$dir/kubelocal.tmp" .) ||
-      die "kubelocal build failed"
-    mv "$dir/kubelocal.tmp" "$dir/kubelocal"
-    log "built kubelocal in $(elapsed_since "$t")s"
-  fi
-  ln -sfn "$dir/kubelocal" "$STATE/bin/kubelocal"
+  build_in_module kubelocal . "$LDFLAGS" "kubelocal ($K8S_VERSION)" "~6-8 min on 2 cores, ~1 GiB of modules" \
+    go.mod go.sum main.go etcd.go pki.go
+  # metrics-adapter: same module (so it shares kubelocal's compiled dependencies).
+  build_in_module metrics-adapter ./metricsadapter "-s -w" "metrics-adapter (custom-metrics-apiserver)" \
+    "seconds after kubelocal" go.mod go.sum metricsadapter/main.go
 
   # kwok and its stage files (copied out of the module cache next to the binary).
   h="$(hash_of "$go_version" kwok/go.mod kwok/go.sum)"
@@ -126,6 +151,8 @@ build() {
   ln -sfn "$dir/kwok" "$STATE/bin/kwok"
   ln -sfn "$dir/stages.yaml" "$STATE/bin/kwok-stages.yaml"
 
+  [[ "${1:-all}" == core ]] || build_keda "$go" "$go_version"
+
   # Upstream CRDs, read from the Go module cache without touching any go.mod.
   h="$(printf '%s\n' "${CRD_SOURCES[@]}" | sha256sum | cut -c1-16)"
   dir="$CACHE/crds/$h"
@@ -145,10 +172,64 @@ build() {
   ln -sfn "$dir" "$STATE/bin/crds"
 
   # Keep the entries in use fresh and drop ones no checkout used for 14 days.
-  touch "$(readlink "$STATE/bin/kubelocal" | xargs dirname)" "$(readlink "$STATE/bin/kwok" | xargs dirname)" \
-    "$(readlink "$STATE/bin/crds")"
-  find "$CACHE/kubelocal" "$CACHE/kwok" "$CACHE/crds" -mindepth 1 -maxdepth 1 -type d -mtime +14 \
-    -exec rm -rf {} + 2>/dev/null || true
+  local link
+  for link in kubelocal kwok metrics-adapter keda-adapter; do
+    [[ -e "$STATE/bin/$link" ]] && touch "$(readlink "$STATE/bin/$link" | xargs dirname)"
+  done
+  touch "$(readlink "$STATE/bin/crds")"
+  find "$CACHE/kubelocal" "$CACHE/kwok" "$CACHE/crds" "$CACHE/metrics-adapter" "$CACHE/keda" \
+    -mindepth 1 -maxdepth 1 -type d -mtime +14 -exec rm -rf {} + 2>/dev/null || true
+}
+
+# build_in_module NAME PACKAGE LDFLAGS DESCRIPTION COLD-ESTIMATE FILES...: `go build PACKAGE` in
+# e2e/cluster's module into $CACHE/NAME/<hash of FILES>/NAME, once; linked from $STATE/bin.
+build_in_module() {
+  local name="$1" pkg="$2" ldflags="$3" what="$4" estimate="$5" h dir t; shift 5
+  h="$(hash_of "$go_version" "$@")"
+  dir="$CACHE/$name/$h"
+  if [[ ! -x "$dir/$name" ]]; then
+    t=$(now_ms)
+    log "building $what into $dir (cold: $estimate)"
+    mkdir -p "$dir"
+    (cd "$SRC" && "$go" build -trimpath -ldflags "$ldflags" -o "$dir/$name.tmp" "$pkg") ||
+      die "$name build failed"
+    mv "$dir/$name.tmp" "$dir/$name"
+    log "built $name in $(elapsed_since "$t")s"
+  fi
+  ln -sfn "$dir/$name" "$STATE/bin/$name"
+}
+
+# KEDA's operator and metrics adapter, built inside a copy of KEDA's module so that its
+# replace directives apply. Binaries are built one at a time, so an interrupted build resumes.
+build_keda() {
+  local go="$1" go_version="$2" h dir mdir t entry name pkg
+  export CGO_ENABLED=0 GOFLAGS=-mod=mod
+  mkdir -p "$STATE/bin"
+  h="$( { echo "$go_version $KEDA_MODULE -s -w"; printf '%s\n' "${KEDA_BINARIES[@]}"; } | sha256sum | cut -c1-16)"
+  dir="$CACHE/keda/$h"
+  if [[ ! -f "$dir/.complete" ]]; then
+    mkdir -p "$dir"
+    mdir="$(cd / && GOFLAGS= "$go" mod download -json "$KEDA_MODULE" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "$mdir" ]] || die "go mod download $KEDA_MODULE failed"
+    rm -rf "$dir/src" && cp -r "$mdir" "$dir/src" && chmod -R u+w "$dir/src"
+    for entry in "${KEDA_BINARIES[@]}"; do
+      read -r name pkg <<<"$entry"
+      [[ -x "$dir/$name" ]] && continue
+      t=$(now_ms)
+      log "building $name ($pkg in $KEDA_MODULE) into $dir (cold: ~15-25 min on 2 cores, ~1.4 GiB of modules)"
+      (cd "$dir/src" && "$go" build -trimpath -ldflags "-s -w" -o "$dir/$name.tmp" "$pkg") ||
+        die "$name build failed"
+      mv "$dir/$name.tmp" "$dir/$name"
+      log "built $name in $(elapsed_since "$t")s"
+    done
+    rm -rf "$dir/src"
+    touch "$dir/.complete"
+  fi
+  for entry in "${KEDA_BINARIES[@]}"; do
+    read -r name pkg <<<"$entry"
+    ln -sfn "$dir/$name" "$STATE/bin/$name"
+  done
 }
 
 # A component is alive if its pid file names a process started from $STATE/bin (so a
@@ -185,10 +266,95 @@ api_ready() {
     "$SERVER/readyz" | grep -q ok
 }
 
+# The components `up` runs: KEDA's only with KUBELLM_KEDA=1.
+wanted_components() {
+  echo "${COMPONENTS[@]}"
+  [[ "$KEDA" == 1 ]] && echo "${KEDA_COMPONENTS[@]}"
+  return 0
+}
+
 healthy() {
   [[ -f "$KUBECONFIG_FILE" ]] || return 1
-  local c; for c in "${COMPONENTS[@]}"; do alive "$c" || return 1; done
-  api_ready
+  local c; for c in $(wanted_components); do alive "$c" || return 1; done
+  api_ready && apiservices_available
+}
+
+wanted_apiservices() {
+  echo v1beta1.custom.metrics.k8s.io v1beta2.custom.metrics.k8s.io
+  [[ "$KEDA" == 1 ]] && echo v1beta1.external.metrics.k8s.io
+  return 0
+}
+
+apiservices_available() {
+  local api
+  for api in $(wanted_apiservices); do
+    [[ "$(kc get apiservice "$api" -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' \
+      2>/dev/null)" == True ]] || return 1
+  done
+}
+
+# An APIService served by a process on this machine: an ExternalName Service to localhost
+# (the aggregator dials <externalName>:<port> and checks the cert for <name>.<namespace>.svc).
+apiservice_manifest() { # namespace service port group version
+  cat <<EOF
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: $1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $2, namespace: $1}
+spec: {type: ExternalName, externalName: localhost}
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: $5.$4}
+spec:
+  group: $4
+  version: $5
+  service: {namespace: $1, name: $2, port: $3}
+  caBundle: $(base64 -w0 "$STATE/pki/ca.crt")
+  groupPriorityMinimum: 100
+  versionPriority: 100
+EOF
+}
+
+start_autoscaling() {
+  local B="$STATE/bin" P="$STATE/pki"
+  local serving=(--bind-address=127.0.0.1 --tls-cert-file="$P/extension.crt"
+    --tls-private-key-file="$P/extension.key" --authentication-kubeconfig="$KUBECONFIG_FILE"
+    --authorization-kubeconfig="$KUBECONFIG_FILE")
+  start metrics-adapter "$B/metrics-adapter" "${serving[@]}" --secure-port="$METRICS_ADAPTER_PORT" \
+    --lister-kubeconfig="$KUBECONFIG_FILE" --write-address="127.0.0.1:$METRICS_WRITE_PORT" --v=1
+  {
+    apiservice_manifest custom-metrics custom-metrics-apiserver "$METRICS_ADAPTER_PORT" custom.metrics.k8s.io v1beta1
+    apiservice_manifest custom-metrics custom-metrics-apiserver "$METRICS_ADAPTER_PORT" custom.metrics.k8s.io v1beta2
+  } | kc apply --server-side --force-conflicts --field-manager=kubelocal -f - >/dev/null
+  if [[ "$KEDA" == 1 ]]; then
+    # KEDA's gRPC link between adapter and operator reads ca.crt, tls.crt, tls.key from one dir.
+    mkdir -p "$P/keda"
+    cp "$P/ca.crt" "$P/keda/ca.crt"
+    cp "$P/extension.crt" "$P/keda/tls.crt"
+    cp "$P/extension.key" "$P/keda/tls.key"
+    local keda_env=(env KUBECONFIG="$KUBECONFIG_FILE" POD_NAMESPACE=keda KEDA_CLUSTER_OBJECT_NAMESPACE=keda
+      WATCH_NAMESPACE=)
+    start keda-operator "${keda_env[@]}" "$B/keda-operator" --leader-elect=false \
+      --metrics-bind-address="127.0.0.1:$KEDA_METRICS_PORT" \
+      --health-probe-bind-address="127.0.0.1:$KEDA_HEALTH_PORT" \
+      --metrics-service-bind-address="127.0.0.1:$KEDA_GRPC_PORT" --cert-dir="$P/keda" --ca-dir="$P/keda" \
+      --enable-cert-rotation=false "${CLIENT_RATES[@]}" --zap-log-level=info
+    start keda-adapter "${keda_env[@]}" "$B/keda-adapter" "${serving[@]}" --secure-port="$KEDA_ADAPTER_PORT" \
+      --cert-dir="$P/keda" --metrics-service-address="127.0.0.1:$KEDA_GRPC_PORT" \
+      --port="$KEDA_ADAPTER_METRICS_PORT" --kubeconfig="$KUBECONFIG_FILE" --lister-kubeconfig="$KUBECONFIG_FILE" \
+      "${CLIENT_RATES[@]}"
+    apiservice_manifest keda keda-metrics-apiserver "$KEDA_ADAPTER_PORT" external.metrics.k8s.io v1beta1 |
+      kc apply --server-side --force-conflicts --field-manager=kubelocal -f - >/dev/null
+  fi
+  wait_for "metrics APIServices Available" 180 apiservices_available
+  # Where tests and the demo write custom metrics, and whether KEDA runs.
+  printf '{"customMetricsWriteURL": "http://127.0.0.1:%s", "keda": %s}\n' "$METRICS_WRITE_PORT" \
+    "$([[ "$KEDA" == 1 ]] && echo true || echo false)" >"$STATE/autoscaling.json"
 }
 
 nodes_ready() {
@@ -237,7 +403,9 @@ cmd_up() {
   fi
   cmd_down
   check_ports
-  t=$(now_ms); build; log "binaries ready ($(elapsed_since "$t")s)"
+  t=$(now_ms)
+  if [[ "$KEDA" == 1 ]]; then build; else build core; fi
+  log "binaries ready ($(elapsed_since "$t")s)"
   local B="$STATE/bin"
   mkdir -p "$STATE/etcd" && chmod 0700 "$STATE/etcd"
   "$B/kubelocal" pki "$STATE/pki"
@@ -252,7 +420,9 @@ cmd_up() {
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --tls-cert-file="$STATE/pki/apiserver.crt" --tls-private-key-file="$STATE/pki/apiserver.key" \
-    --client-ca-file="$STATE/pki/ca.crt" --requestheader-client-ca-file="$STATE/pki/ca.crt" \
+    --client-ca-file="$STATE/pki/ca.crt" --requestheader-client-ca-file="$STATE/pki/front-proxy-ca.crt" \
+    --proxy-client-cert-file="$STATE/pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$STATE/pki/front-proxy-client.key" \
     --requestheader-allowed-names=front-proxy-client --requestheader-username-headers=X-Remote-User \
     --requestheader-group-headers=X-Remote-Group --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -270,7 +440,8 @@ cmd_up() {
     --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
     --root-ca-file="$STATE/pki/ca.crt" --service-account-private-key-file="$STATE/pki/sa.key" \
     --cluster-signing-cert-file="$STATE/pki/ca.crt" --cluster-signing-key-file="$STATE/pki/ca.key" \
-    --use-service-account-credentials=false --controllers='*' "${CLIENT_RATES[@]}" --v=1
+    --use-service-account-credentials=false --controllers='*' \
+    --horizontal-pod-autoscaler-sync-period="$HPA_SYNC_PERIOD" "${CLIENT_RATES[@]}" --v=1
   start scheduler "$B/kubelocal" scheduler "${kubeconf[@]}" --secure-port="$SCHED_PORT" \
     "${CLIENT_RATES[@]}" --v=1
   start kwok "$B/kwok" --kubeconfig="$KUBECONFIG_FILE" --manage-all-nodes=false \
@@ -286,6 +457,7 @@ cmd_up() {
   wait_for "nodes Ready" 120 nodes_ready
   wait_for "node not-ready taints removed" 120 no_not_ready_taints
   wait_for "default ServiceAccount" 120 kc get serviceaccount default -n default
+  start_autoscaling
   log "up in $(elapsed_since "$T0")s: export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
@@ -333,16 +505,17 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 check_ports() {
   local port
-  for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT"; do
+  for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT" \
+    $(seq "$AUTOSCALER_PORT" $((AUTOSCALER_PORT + 6))); do
     port_free "$port" || die "127.0.0.1:$port is in use by another program (see: ss -ltnp | grep :$port);" \
-      "set KUBELLM_ETCD_PORT / KUBELLM_APISERVER_PORT to use other ports"
+      "set KUBELLM_ETCD_PORT / KUBELLM_APISERVER_PORT / KUBELLM_AUTOSCALER_PORT to use other ports"
   done
 }
 
 cmd_status() {
   KUBECTL_BIN="$(find_kubectl)"
   local c
-  for c in "${COMPONENTS[@]}"; do
+  for c in $(wanted_components); do
     if alive "$c"; then
       printf '%-20s running pid %-8s rss %s KiB\n' "$c" "$(cat "$STATE/$c.pid")" \
         "$(ps -o rss= -p "$(cat "$STATE/$c.pid")" | tr -d ' ')"
@@ -376,6 +549,7 @@ case "${1:-}" in
   down) with_lock cmd_down ;;
   status) cmd_status ;;
   build) with_lock build ;;
+  build-keda) with_lock build_keda "$(find_go)" "$("$(find_go)" env GOVERSION)" ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
   *) echo "usage: $0 up|down|status|build|env" >&2; exit 2 ;;
 esac

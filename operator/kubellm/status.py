@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kubellm.api.models import (
+    AutoscalingStatus,
     Condition,
     HistoryEntry,
     LLMDeploymentStatus,
@@ -20,6 +21,7 @@ from kubellm.api.models import (
     RolloutStatus,
     SizingStatus,
 )
+from kubellm.render import Resolved
 from kubellm.rollout.pods import RevisionPods, why_not_ready
 from kubellm.sizing import SizingPlan
 from kubellm.times import seconds_between
@@ -54,6 +56,7 @@ class Observation:
     # InvalidSpec: kubellm found the problems; RefusedByAPIServer: a rendered child was
     # refused (a free-form field the schema let through)
     spec_reason: str = "InvalidSpec"
+    autoscaling: AutoscalingStatus | None = None  # autoscaling_status(resolved)
 
 
 def sizing_status(plan: SizingPlan, gpu_type: str | None) -> SizingStatus:
@@ -74,6 +77,21 @@ def sizing_status(plan: SizingPlan, gpu_type: str | None) -> SizingStatus:
         memory_fraction=plan.memory_fraction,
         startup_timeout_seconds=plan.startup_seconds,
         reason=plan.reason,
+    )
+
+
+def autoscaling_status(resolved: Resolved) -> AutoscalingStatus | None:
+    """The autoscaler's effective target, for status.autoscaling (None without autoscaling)."""
+    planned, spec = resolved.autoscaling, resolved.spec.autoscaling
+    if planned is None or spec is None:
+        return None
+    return AutoscalingStatus(
+        metric=planned.metric,
+        target=planned.target,
+        source="auto" if planned.auto else "spec",
+        ttft_slo=spec.ttft_slo,
+        sustainable_tokens_per_second=planned.sustainable_tokens_per_second,
+        reason=planned.reason,
     )
 
 
@@ -198,6 +216,7 @@ def compose(o: Observation) -> LLMDeploymentStatus:
         ready=f"{ready}/{o.desired_replicas}",
         selector=o.selector,
         sizing=o.sizing or o.previous.sizing,
+        autoscaling=o.previous.autoscaling if o.spec_problems else o.autoscaling,
         revisions=list(o.revisions),
         rollout=o.rollout,
         history=list(o.history),

@@ -190,12 +190,13 @@ only when it watches the whole cluster.
 {{- end }}
 
 {{/*
-The uniform per-pod series every engine is mapped to (recording rules) and the custom metric
-name prometheus-adapter exposes for each. Used by the PrometheusRule and the adapter rules.
+The per-pod custom metrics prometheus-adapter exposes for autoscaling: which signal of
+files/engine-metrics.yaml each reads, and how (a rate of a counter, or a gauge).
 */}}
 {{- define "kubellm.adapterMetrics" -}}
-kubellm:generation_tokens:rate1m: kubellm_generation_tokens_per_second
-kubellm:requests_in_flight: kubellm_requests_in_flight
-kubellm:queue_length: kubellm_queue_length
-kubellm:kv_cache_utilization: kubellm_kv_cache_utilization
+signals:
+  - {key: generationTokens, as: kubellm_generation_tokens_per_second, aggregate: sum, rate: true}
+  - {key: requestsInFlight, as: kubellm_requests_in_flight, aggregate: sum, rate: false}
+  - {key: queueLength, as: kubellm_queue_length, aggregate: sum, rate: false}
+  - {key: kvCacheUtilization, as: kubellm_kv_cache_utilization, aggregate: max, rate: false}
 {{- end }}

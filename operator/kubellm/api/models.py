@@ -101,6 +101,21 @@ Quantity = Annotated[
         }
     ),
 ]
+# A positive number or `auto`. A structural schema has no number-or-string type and CEL cannot
+# see an untyped field, so the API server keeps the value as written and the operator refuses
+# anything else (SpecValid=False naming the field), as offline validation does.
+AutoscalingTarget = Annotated[
+    Annotated[float, Field(gt=0, strict=True)] | Literal["auto"],
+    WithJsonSchema(
+        {
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "Target value of the metric per replica (tokens/s, requests, queue"
+            " length, or 0-1 KV cache utilization), or `auto` (the default): computed from the"
+            " capacity model of the chosen GPUs and `ttftSLO`, shown in"
+            " status.autoscaling. An explicit number always wins.",
+        }
+    ),
+]
 # How Kubernetes nodes advertise their GPU model; the label table is kubellm.sizing.gpu_labels.
 GpuNodeLabels = Literal["nvidia", "gke", "eks", "karpenter-aws", "karpenter-azure", "none"]
 KUBERNETES_PROBLEMS = "kubernetes"  # pydantic error type whose ctx carries (path, message)s
@@ -683,12 +698,15 @@ class AutoscalingSpec(CamelModel):
         "generationTokensPerSecond", "requestsInFlight", "queueLength", "kvCacheUtilization"
     ] = Field(
         default="generationTokensPerSecond",
-        description="Per-replica signal scaled on; generated tokens per second by default.",
+        description="Per-replica signal scaled on: generated tokens per second by default, or"
+        " requests running, requests waiting, KV-cache utilization (README: Autoscaling).",
     )
-    target: float = Field(
-        gt=0,
-        description="Target value of the metric per replica (tokens/s, requests, queue"
-        " length, or 0-1 KV cache utilization).",
+    target: AutoscalingTarget = Field(default="auto")
+    ttft_slo: Duration = Field(
+        default="1s",
+        alias="ttftSLO",
+        description="Time to first token (99th percentile) that `target: auto` plans each"
+        " replica to stay within.",
     )
     provider: Literal["hpa", "keda"] = Field(
         default="hpa",
@@ -1017,6 +1035,21 @@ class SizingStatus(StatusModel):
     reason: str = Field(description="Why this plan, in one line.")
 
 
+class AutoscalingStatus(StatusModel):
+    metric: str = Field(description="The per-replica signal the autoscaler scales on.")
+    target: float = Field(description="Per-replica target the autoscaler gets.")
+    source: Literal["auto", "spec"] = Field(
+        description="`auto`: computed from the capacity model; `spec`: set in the spec."
+    )
+    ttft_slo: str = Field(alias="ttftSLO", description="The time to first token planned for.")
+    sustainable_tokens_per_second: float | None = Field(
+        default=None,
+        description="Generated tokens/s one replica sustains within the TTFT SLO (capacity"
+        " model; absent when the GPU's speed is unknown).",
+    )
+    reason: str = Field(default="", description="How the target was reached, in one line.")
+
+
 class MetricResult(StatusModel):
     name: str = Field(description="Signal or check name.")
     value: float | None = Field(default=None, description="Measured canary value.")
@@ -1125,6 +1158,9 @@ class LLMDeploymentStatus(StatusModel):
         default=None, description="Label selector of the serving pods (scale subresource)."
     )
     sizing: SizingStatus | None = Field(default=None, description="The parallelism plan.")
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None, description="The autoscaler's effective target."
+    )
     revisions: list[RevisionStatus] = Field(default_factory=list, description="Live revisions.")
     rollout: RolloutStatus | None = Field(default=None, description="The rollout in flight.")
     history: list[HistoryEntry] = Field(default_factory=list, description="Past rollouts.")

@@ -4,6 +4,14 @@ It prints the sizing of every bundled example, then brings up the project's loca
 plane (built from Kubernetes' Go modules, simulated GPU nodes), starts the operator, and walks
 one LLMDeployment through what platform teams do: apply, scale, a canary, an update that
 cannot fit, delete. Everything it shows comes from kubectl, as users see it.
+
+Then autoscaling with the defaults (`metric: generationTokensPerSecond`, `target: auto`): the
+controller-manager's real HPA controller scales an LLMDeployment (`provider: hpa`) through
+custom.metrics.k8s.io, served by the local cluster's custom-metrics adapter, under a load ramp.
+The lighter path: each pod's value is written straight from its simulated engine instead of
+through Prometheus, and KEDA is not built or started (KUBELLM_KEDA=0), so a cold `make demo`
+builds nothing more than before but the small adapter. `make e2e` proves both real paths
+(Prometheus and the chart's adapter rule; KEDA).
 """
 
 from __future__ import annotations
@@ -24,13 +32,16 @@ import yaml
 
 from kubellm.render import render_children, resolve, single_revision
 from kubellm.render.resolve import InvalidSpecError
+from kubellm.sizing.capacity import Workload, sustainable_load
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "manifests" / "examples"
 CLUSTER = ROOT / "e2e" / "cluster" / "cluster.sh"
 KUBECONFIG = ROOT / "e2e" / ".cluster" / "kubeconfig"
+AUTOSCALING = ROOT / "e2e" / ".cluster" / "autoscaling.json"
 NAMESPACE = "kubellm-demo"
 NAME = "llama-70b"
+CHAT = "chat"
 
 
 def describe_examples(directory: Path = EXAMPLES) -> list[str]:
@@ -107,16 +118,23 @@ class Demo:
         print(f"\n$ kubectl {' '.join(args)}    # {title}")
         print(self.kubectl(*args).rstrip())
 
-    def status(self) -> dict[str, Any]:
-        obj = json.loads(self.kubectl("get", "llmd", NAME, "-n", NAMESPACE, "-o", "json"))
+    def status(self, name: str = NAME) -> dict[str, Any]:
+        obj = json.loads(self.kubectl("get", "llmd", name, "-n", NAMESPACE, "-o", "json"))
         status: dict[str, Any] = obj.get("status") or {}
         status["generation"] = obj["metadata"]["generation"]
+        status["replicasWanted"] = obj["spec"].get("replicas", 1)
         return status
 
-    def wait(self, what: str, done: Callable[[dict[str, Any]], bool], timeout: float = 120) -> None:
+    def wait(
+        self,
+        what: str,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float = 120,
+        name: str = NAME,
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if done(self.status()):
+            if done(self.status(name)):
                 return
             time.sleep(1)
         raise RuntimeError(f"timed out waiting for {what}")
@@ -134,7 +152,8 @@ def local_cluster() -> Iterator[bool]:
     running = subprocess.run(["bash", str(CLUSTER), "status"], capture_output=True).returncode == 0
     if not running:
         print("\nStarting the local control plane (the first run builds it: 10-20 minutes)...")
-        subprocess.run(["bash", str(CLUSTER), "up"], check=True)
+        env = {**os.environ, "KUBELLM_KEDA": os.environ.get("KUBELLM_KEDA", "0")}
+        subprocess.run(["bash", str(CLUSTER), "up"], check=True, env=env)
     try:
         yield not running
     finally:
@@ -147,7 +166,7 @@ def operator_process(env: dict[str, str]) -> Iterator[None]:
     log = Path(tempfile.mkstemp(prefix="kubellm-demo-operator-", suffix=".log")[1])
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kubellm.cli.main", "run", "--standalone",
+            [sys.executable, "-m", "kubellm.cli.main", "run", "--standalone", "-n", NAMESPACE,
              "--metrics-port", "18080", "--health-port", "18081", "--resync-seconds", "10"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
@@ -213,7 +232,68 @@ def live_loop(demo: Demo) -> None:
 
         print("\n5. Delete: every child goes with it (ownerReferences)")
         demo.kubectl("delete", "llmd", NAME, "-n", NAMESPACE)
+
+        print("\n6. Autoscaling (the default signal and target): a load ramp, a real HPA")
+        demo.kubectl("apply", "-f", "-", stdin=autoscaled_llmdeployment())
+        demo.wait("Ready", lambda s: s.get("phase") == "Ready", name=CHAT)
+        autoscaling_ramp(demo)
+        demo.show("the HPA's scale events", "get", "events", "-n", NAMESPACE, "--field-selector",
+                  "reason=SuccessfulRescale", "--sort-by=.lastTimestamp")  # fmt: skip
     demo.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+def autoscaled_llmdeployment() -> str:
+    """Llama 3.1 70B on 2 H100s, 16 sequences at once; the HPA on the default signal."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "kubellm.io/v1alpha1",
+            "kind": "LLMDeployment",
+            "metadata": {"name": CHAT, "namespace": NAMESPACE},
+            "spec": {
+                "model": {"name": "meta-llama/Llama-3.1-70B-Instruct"},
+                "engine": {"maxContextLength": 8192, "maxConcurrency": 16},
+                "resources": {"gpu": {"type": "H100-80GB"}},
+                "autoscaling": {
+                    "minReplicas": 1,
+                    "maxReplicas": 4,
+                    "behavior": {
+                        "scaleUp": {
+                            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 10}]
+                        },
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": 15,
+                            "policies": [{"type": "Percent", "value": 100, "periodSeconds": 10}],
+                        },
+                    },
+                },
+            },
+        }
+    )
+
+
+def autoscaling_ramp(demo: Demo) -> None:
+    """`python -m kubellm.simulator ramp`: fleet, metric writer and load, figures every 5 s."""
+    write_url = json.loads(AUTOSCALING.read_text())["customMetricsWriteURL"]
+    resolved = resolve(yaml.safe_load(autoscaled_llmdeployment()))
+    planned, capacity = resolved.autoscaling, resolved.capacity
+    assert planned is not None and capacity is not None
+    best = sustainable_load(capacity, planned.ttft_slo_seconds, Workload(256, 64))
+    assert best is not None
+    print(f"   metric {planned.metric}, target auto {hpa_target(demo):g} per replica")
+    print(f"   ({planned.reason})")
+    subprocess.run(
+        [sys.executable, "-m", "kubellm.simulator", "ramp", "-n", NAMESPACE, "--llmd", CHAT,
+         "--write-url", write_url, "--metric", planned.metric,
+         "--replica-rps", f"{0.7 * best.requests_per_second:.3f}"],
+        env=demo.env, check=True,
+    )  # fmt: skip
+
+
+def hpa_target(demo: Demo) -> float:
+    """The HPA's per-replica target (status.autoscaling shows it once the operator writes it)."""
+    hpa = json.loads(demo.kubectl("get", "hpa", CHAT, "-n", NAMESPACE, "-o", "json"))
+    value = str(hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"])
+    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from kubellm.cli.sre import add_arguments as add_sre_arguments
 from kubellm.cli.sre import cmd_abort, cmd_promote, cmd_status
 from kubellm.engines import ENGINES
 from kubellm.render import render_documents
+from kubellm.rollout.durations import parse_duration
 from kubellm.sizing import (
     DEFAULT_MIN_CONCURRENT_SEQUENCES,
     SizingRequest,
@@ -27,6 +28,12 @@ from kubellm.sizing import (
     plan,
     resolve_gpu,
     resolve_model,
+)
+from kubellm.sizing.capacity import (
+    auto_targets,
+    batch_limit_of,
+    replica_capacity,
+    sustainable_load,
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -107,10 +114,29 @@ def cmd_size(args: argparse.Namespace) -> int:
         engine=engine.traits,
     )
     result = plan(request)
+    autoscaling: dict[str, Any] | None = None
+    if result.fits and gpu is not None:
+        capacity = replica_capacity(request, result, gpu, batch_limit_of(request))
+        slo = parse_duration(args.ttft_slo)
+        best = sustainable_load(capacity, slo)
+        autoscaling = {
+            "ttftSLO": args.ttft_slo,
+            "sustainableTokensPerSecond": round(best.generation_tokens_per_second, 1)
+            if best
+            else None,
+            "autoTargets": auto_targets(capacity, slo),
+        }
     if args.output == "json":
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "autoscaling": autoscaling}, indent=2))
     else:
         print(format_text(result))
+        if autoscaling and autoscaling["autoTargets"]:
+            targets = ", ".join(f"{k} {v:g}" for k, v in autoscaling["autoTargets"].items())
+            print(
+                f"  autoscaling         one replica sustains"
+                f" {autoscaling['sustainableTokensPerSecond']:g} tokens/s with p99 TTFT <="
+                f" {args.ttft_slo}; target auto: {targets}"
+            )
     return 0 if result.fits else 1
 
 
@@ -157,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--pipeline-parallel", type=int)
     size.add_argument("--gpus-per-node", type=int, default=8)
     size.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    size.add_argument("--ttft-slo", default="1s", help="time to first token for target auto")
     size.add_argument(
         "--min-concurrent-sequences",
         type=int,

@@ -59,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--standalone", action="store_true", help="no peering: only for a single replica"
     )
+    parser.add_argument(
+        "--pod-monitor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one PodMonitor per LLMDeployment; --no-pod-monitor when another PodMonitor (the"
+        " chart's podMonitor.enabled) scrapes the engines, so no series is scraped twice",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     add_gpu_node_labels_argument(parser)
 
@@ -138,6 +145,7 @@ async def run_operator(args: argparse.Namespace) -> None:
             prometheus_session,
             unavailable_grace=args.unavailable_grace_seconds,
             gpu_node_labels=args.gpu_node_labels,
+            pod_monitor=args.pod_monitor,
         )
         runtime = Runtime(
             reconciler,

@@ -151,6 +151,7 @@ class Reconciler:
     status_written_at: dict[str, float] = field(default_factory=dict)  # uid -> monotonic
     # owner -> (what it read: cache version, APIs; look again fully by then (monotonic))
     quiet: dict[OwnerKey, tuple[tuple[int, frozenset[str]], float]] = field(default_factory=dict)
+    pod_monitor: bool = True  # `kubellm run --no-pod-monitor`
 
     def saw(self, body: Mapping[str, Any]) -> bool:
         """The watch delivered this version of an LLMDeployment; True when it is the echo of
@@ -209,6 +210,7 @@ class Reconciler:
                 decision.targets,
                 self.apis,
                 gpu_node_labels=self.gpu_node_labels,
+                pod_monitor=self.pod_monitor,
                 others=rebuilt.resolved,
                 numbers={
                     c.revision: c.number for c in children if c.kind == SNAPSHOT_KIND and c.revision

@@ -46,7 +46,7 @@ def render_children(ctx: RenderContext) -> list[dict[str, Any]]:
         elif spec.autoscaling.provider == "hpa":
             objects.append(children.horizontal_pod_autoscaler(ctx))
     objects.append(children.pod_disruption_budget(ctx))
-    if MONITORING_API in ctx.apis:
+    if ctx.pod_monitor and MONITORING_API in ctx.apis:
         objects.append(children.pod_monitor(ctx))
     return objects
 

@@ -37,6 +37,7 @@ ADAPTER_METRIC = {
     "queueLength": "kubellm_queue_length",
     "kvCacheUtilization": "kubellm_kv_cache_utilization",
 }
+KEDA_HPA_EXCLUDED_LABELS = "scaledobject.keda.sh/hpa-excluded-labels"
 # Engines load for minutes: add capacity fast, give it back slowly.
 DEFAULT_SCALE_UP = {
     "stabilizationWindowSeconds": 0,
@@ -211,8 +212,8 @@ def _target_value(value: float) -> str:
 
 def horizontal_pod_autoscaler(ctx: RenderContext) -> dict[str, Any]:
     """Scale the LLMDeployment itself (its scale subresource) on a per-pod engine signal."""
-    autoscaling = ctx.resolved.spec.autoscaling
-    assert autoscaling is not None
+    autoscaling, planned = ctx.resolved.spec.autoscaling, ctx.resolved.autoscaling
+    assert autoscaling is not None and planned is not None
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -228,7 +229,7 @@ def horizontal_pod_autoscaler(ctx: RenderContext) -> dict[str, Any]:
                         "metric": {"name": ADAPTER_METRIC[autoscaling.metric]},
                         "target": {
                             "type": "AverageValue",
-                            "averageValue": _target_value(autoscaling.target),
+                            "averageValue": _target_value(planned.target),
                         },
                     },
                 }
@@ -250,8 +251,8 @@ def signal_query(source: MetricSource, selector: str, window: str = "1m") -> str
 
 def scaled_object(ctx: RenderContext) -> dict[str, Any]:
     """KEDA: the same signal, queried from Prometheus directly."""
-    autoscaling = ctx.resolved.spec.autoscaling
-    assert autoscaling is not None
+    autoscaling, planned = ctx.resolved.spec.autoscaling, ctx.resolved.autoscaling
+    assert autoscaling is not None and planned is not None
     source = ctx.resolved.engine.signals[AUTOSCALING_SIGNAL[autoscaling.metric]]
     assert source is not None  # resolve() refuses a metric the engine does not export
     owner = ctx.resolved.owner
@@ -262,16 +263,22 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
         "metadata": {
             "serverAddress": autoscaling.prometheus_url or "",
             "query": signal_query(source, selector),
-            "threshold": str(autoscaling.target),
+            "threshold": f"{planned.target:g}",
         },
     }
     if autoscaling.prometheus_auth:
         trigger["metadata"]["authModes"] = autoscaling.prometheus_auth.type
         trigger["authenticationRef"] = {"name": ctx.name, "kind": "TriggerAuthentication"}
+    labels = common_labels(ctx)
+    meta = metadata(ctx, ctx.name, labels)
+    # KEDA copies a ScaledObject's labels onto the HPA it creates unless told not to
+    # (kedacore/keda controllers/keda/hpa.go); with ours, that HPA would pass for a kubellm
+    # child the spec does not ask for, and be deleted on every reconcile.
+    meta["annotations"] = {KEDA_HPA_EXCLUDED_LABELS: ",".join(sorted(labels))}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": metadata(ctx, ctx.name, common_labels(ctx)),
+        "metadata": meta,
         "spec": {
             "scaleTargetRef": _scale_target(ctx),
             "minReplicaCount": autoscaling.min_replicas,

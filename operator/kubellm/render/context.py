@@ -42,6 +42,7 @@ class RenderContext:
     others: Mapping[str, Resolved] = field(default_factory=dict)
     # Revision numbers of the snapshots that exist (ControllerRevision.revision).
     numbers: Mapping[str, int] = field(default_factory=dict)
+    pod_monitor: bool = True  # one PodMonitor per LLMDeployment (off: the chart's scrapes all)
 
     @property
     def current(self) -> RevisionTarget | None:

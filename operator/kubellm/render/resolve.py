@@ -33,6 +33,13 @@ from kubellm.sizing import (
     resolve_gpu,
     resolve_model,
 )
+from kubellm.sizing.capacity import (
+    AutoscalingPlan,
+    ReplicaCapacity,
+    batch_limit_of,
+    plan_autoscaling,
+    replica_capacity,
+)
 from kubellm.sizing.gpu_labels import NoGpuLabelError, gpu_node_selector
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -80,6 +87,8 @@ class Resolved:
     image: str
     revision: str
     quantization_flag: str | None = None  # the engine's value; None: the checkpoint as is
+    capacity: ReplicaCapacity | None = None  # None: the GPU's speed is unknown (memoryGiB)
+    autoscaling: AutoscalingPlan | None = None  # with spec.autoscaling: the effective target
 
 
 class InvalidSpecError(Exception):
@@ -338,9 +347,20 @@ def resolve(obj: Mapping[str, Any]) -> Resolved:
     problems += [Problem(path, message) for path, message in clashes]
     if isinstance(model, Problem) or isinstance(gpu, Problem):
         raise InvalidSpecError(owner, problems)
-    sizing = plan(sizing_request(spec, engine, model, gpu))
+    request = sizing_request(spec, engine, model, gpu)
+    sizing = plan(request)
     if not sizing.fits:
         problems.append(Problem(f"spec.{sizing.field or 'resources'}", sizing.reason))
+        raise InvalidSpecError(owner, problems)
+    capacity = replica_capacity(request, sizing, gpu, batch_limit_of(request)) if gpu else None
+    autoscaling: AutoscalingPlan | None = None
+    if spec.autoscaling:
+        a = spec.autoscaling
+        planned = plan_autoscaling(a.metric, a.target, parse_duration(a.ttft_slo), capacity)
+        if isinstance(planned, str):
+            problems.append(Problem("spec.autoscaling.target", planned))
+        else:
+            autoscaling = planned
     if problems:
         raise InvalidSpecError(owner, problems)
     image = spec.engine.image or engine.default_image
@@ -353,5 +373,7 @@ def resolve(obj: Mapping[str, Any]) -> Resolved:
         sizing=sizing,
         image=image,
         revision=revision_of(spec, image),
+        capacity=capacity,
+        autoscaling=autoscaling,
         quantization_flag=quantization_flag,
     )

@@ -1,8 +1,12 @@
 """An OpenAI-shaped engine stand-in: completions, models, health and the engine's metrics.
 
-Latency, time to first token and failures are set per process, so a canary can be made
-slow or failing on purpose. Failures are spread evenly (every 1/rate-th request), not
-drawn at random, so a short test sees exactly the configured rate.
+Two ways to answer. With a `capacity` (from the sizing plan of a model on a GPU), requests go
+through `BatchingEngine`: they queue for batch slots, prefill and decode at the speed of the
+GPUs, so latency and the engine's metrics move with load as a real engine's do. Without one,
+each request takes a fixed latency (a canary made slow on purpose). Failures are spread
+evenly (every 1/rate-th request), not drawn at random, so a short test sees exactly the
+configured rate. A `cold_start` keeps health, metrics and completions answering 503 for that
+long, as an engine loading its weights does.
 """
 
 from __future__ import annotations
@@ -10,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from kubellm.simulator.engine import BatchingEngine
 from kubellm.simulator.metrics import EngineMetrics, Outcome, engine_metrics, upstream
+from kubellm.sizing.capacity import ReplicaCapacity
 
 MAX_TOKENS_LIMIT = 4096
+SIGNAL_WINDOW = 60.0  # seconds of generated tokens `signals` averages, as rate(...[1m]) does
 _STATE: web.AppKey[_State] = web.AppKey("state")
 
 
@@ -30,6 +38,8 @@ class SimulatorConfig:
     tokens_per_second: float = 500.0
     error_rate: float = 0.0  # share of requests answered with HTTP 500
     fail_after: int | None = None  # after this many requests: every request fails, /health 503
+    capacity: ReplicaCapacity | None = None  # serve at the speed of these GPUs (see above)
+    cold_start: float = 0.0  # seconds before the engine answers at all
 
 
 class _State:
@@ -38,6 +48,15 @@ class _State:
         self.metrics: EngineMetrics = engine_metrics(config.engine, config.model)
         self.requests = 0
         self.running = 0
+        self.generated: deque[tuple[float, int]] = deque()  # (when, tokens) of answers
+        self.ready_at = time.monotonic() + config.cold_start
+        self.engine = (
+            BatchingEngine(config.capacity, self.metrics.load) if config.capacity else None
+        )
+
+    @property
+    def loading(self) -> bool:
+        return time.monotonic() < self.ready_at
 
     def fails(self) -> bool:
         """Count one request; whether it fails (evenly spread at error_rate)."""
@@ -80,38 +99,41 @@ async def start(
 
 
 async def _completion(request: web.Request) -> web.Response:
-    state = request.app[_STATE]
-    config = state.config
     try:
         body: dict[str, Any] = await request.json()
     except ValueError:
         return _error(400, "BadRequestError", "request body is not JSON")
+    return await answer(request.app, body, chat=request.path.endswith("/chat/completions"))
+
+
+async def answer(app: web.Application, body: dict[str, Any], chat: bool) -> web.Response:
+    """One completion from the simulator serving `app` (also called by the fleet's router)."""
+    state = app[_STATE]
+    config = state.config
+    if state.loading:
+        return _error(503, "ServiceUnavailableError", "the engine is loading the model")
     model = body.get("model", config.model)
     if model != config.model:
         return _error(404, "NotFoundError", f"The model `{model}` does not exist.")
-    chat = request.path.endswith("/chat/completions")
-    prompt = _prompt_text(body, chat)
+    prompt_tokens = _prompt_tokens(body, chat)
     max_tokens = min(int(body.get("max_tokens") or 16), MAX_TOKENS_LIMIT)
     failing = state.fails()
-    ttft = config.ttft
-    latency = max(config.latency, ttft + max_tokens / config.tokens_per_second)
-    state.running += 1
-    _report_load(state)
-    start = time.monotonic()
-    try:
-        await asyncio.sleep(latency)
-    finally:
-        state.running -= 1
-        _report_load(state)
-    outcome = Outcome(
-        ok=not failing,
-        prompt_tokens=max(1, len(prompt) // 4),
-        generated_tokens=max_tokens,
-        time_to_first_token=min(ttft, latency),
-        latency=time.monotonic() - start,
-        path=request.path,
-    )
+    path = "/v1/chat/completions" if chat else "/v1/completions"
+    if state.engine is not None:
+        served = await state.engine.generate(prompt_tokens, max_tokens)
+        outcome = Outcome(
+            not failing,
+            served.prompt_tokens,
+            served.generated_tokens,
+            served.time_to_first_token,
+            served.latency,
+            path,
+        )
+    else:
+        outcome = await _fixed_latency(state, prompt_tokens, max_tokens, failing, path)
     state.metrics.record(outcome)
+    if outcome.ok:
+        state.generated.append((time.monotonic(), outcome.generated_tokens))
     if failing:
         return _error(500, "InternalServerError", "simulated engine failure")
     text = " ".join(f"tok{i}" for i in range(max_tokens))
@@ -132,15 +154,46 @@ async def _completion(request: web.Request) -> web.Response:
                 "completion_tokens": max_tokens,
                 "total_tokens": outcome.prompt_tokens + max_tokens,
             },
+            # Not in OpenAI's schema: what the engine measured, for load generators.
+            "timings": {"ttft": outcome.time_to_first_token, "latency": outcome.latency},
         }
     )
 
 
-def _prompt_text(body: dict[str, Any], chat: bool) -> str:
+async def _fixed_latency(
+    state: _State, prompt_tokens: int, max_tokens: int, failing: bool, path: str
+) -> Outcome:
+    config = state.config
+    latency = max(config.latency, config.ttft + max_tokens / config.tokens_per_second)
+    state.running += 1
+    _report_load(state)
+    start = time.monotonic()
+    try:
+        await asyncio.sleep(latency)
+    finally:
+        state.running -= 1
+        _report_load(state)
+    return Outcome(
+        ok=not failing,
+        prompt_tokens=prompt_tokens,
+        generated_tokens=max_tokens,
+        time_to_first_token=min(config.ttft, latency),
+        latency=time.monotonic() - start,
+        path=path,
+    )
+
+
+def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
+    """Prompt length: token ids when the prompt is a list of them (OpenAI allows it), else
+    about four characters per token."""
     if chat:
-        return " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        text = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        return max(1, len(text) // 4)
     prompt = body.get("prompt", "")
-    return " ".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt)
+    if isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
+        return max(1, len(prompt))
+    text = " ".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt)
+    return max(1, len(text) // 4)
 
 
 def _report_load(state: _State) -> None:
@@ -159,7 +212,33 @@ async def _models(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.Response(status=503 if request.app[_STATE].broken else 200)
+    state = request.app[_STATE]
+    return web.Response(status=503 if state.broken or state.loading else 200)
+
+
+def healthy(app: web.Application) -> bool:
+    state = app[_STATE]
+    return not (state.broken or state.loading)
+
+
+def signals(app: web.Application, window: float = SIGNAL_WINDOW) -> dict[str, float]:
+    """The four autoscaling signals as this engine's metrics give them now, by metric name
+    (generated tokens/s over the last `window` seconds, at most SIGNAL_WINDOW)."""
+    state = app[_STATE]
+    now = time.monotonic()
+    while state.generated and state.generated[0][0] < now - SIGNAL_WINDOW:
+        state.generated.popleft()
+    recent = [(at, tokens) for at, tokens in state.generated if at >= now - window]
+    elapsed = max(1.0, min(window, now - state.ready_at))
+    engine = state.engine
+    return {
+        "generationTokensPerSecond": sum(t for _, t in recent) / elapsed,
+        "requestsInFlight": float(
+            len(engine.running) + len(engine.prefilling) if engine else state.running
+        ),
+        "queueLength": float(len(engine.waiting) if engine else 0),
+        "kvCacheUtilization": engine.kv_usage if engine else min(1.0, state.running / 256),
+    }
 
 
 async def _info(request: web.Request) -> web.Response:
@@ -168,5 +247,8 @@ async def _info(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[_STATE].metrics.render()
+    state = request.app[_STATE]
+    if state.loading:
+        return web.Response(status=503, text="loading")
+    body = state.metrics.render()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
