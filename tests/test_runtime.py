@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
+import pytest
 from kopf._cogs.structs import references
 
+from kubellm.controller import runtime as runtime_module
 from kubellm.controller.cache import Cache
 from kubellm.controller.leadership import paused_by_peers
 from kubellm.controller.runtime import Runtime
 from kubellm.handlers import configure, register
+from kubellm.k8s.client import ApiError
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -145,14 +148,19 @@ def test_a_replica_takes_part_in_the_peerings_of_the_namespaces_it_serves() -> N
 class Lister:
     """A client whose LIST answers from a dict of kind -> objects."""
 
-    def __init__(self, objects: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(
+        self, objects: dict[str, list[dict[str, Any]]], refusals: list[Exception] | None = None
+    ) -> None:
         self.objects = objects
+        self.refusals = refusals or []  # raised by the first LISTs, one each
         self.calls: list[tuple[str, str | None, str]] = []
 
     async def list(
         self, kind: str, namespace: str | None = None, label_selector: str = "", **_: Any
     ) -> list[dict[str, Any]]:
         self.calls.append((kind, namespace, label_selector))
+        if self.refusals:
+            raise self.refusals.pop(0)
         return [
             o
             for o in self.objects.get(kind, [])
@@ -174,6 +182,32 @@ def test_sync_fills_the_cache_before_any_reconcile_and_drops_what_is_gone() -> N
     assert cache.owner(("team-b", "elsewhere")) is None  # another shard's
     assert [c.kind for c in cache.children_of(("ns", "demo"))] == ["Deployment"]
     assert ("Pod", None, "app.kubernetes.io/managed-by=kubellm") in client.calls
+
+
+def test_sync_asks_again_while_the_api_server_is_busy_or_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """e2e finding: the operator exited at start-up on `HTTP 429: storage is (re)initializing`
+    (a CRD registered a moment before), and would on a 503 or a refused connection."""
+    monkeypatch.setattr(runtime_module, "SYNC_RETRY_SECONDS", 0.001)
+    refusals: list[Exception] = [
+        ApiError(429, "storage is (re)initializing"),
+        ApiError(503, "unavailable"),
+        ConnectionRefusedError(),
+    ]
+    client = Lister({"LLMDeployment": [body("LLMDeployment", "demo")]}, refusals)
+    cache = Cache()
+    runtime = Runtime(reconciler=None, cache=cache, client=client)  # type: ignore[arg-type]
+    asyncio.run(runtime.sync())
+    assert cache.owner(("ns", "demo")) is not None
+    assert [c[0] for c in client.calls[:4]] == ["LLMDeployment"] * 4
+
+
+def test_sync_gives_up_on_a_refusal_that_will_not_pass() -> None:
+    client = Lister({}, [ApiError(401, "Unauthorized")])
+    runtime = Runtime(reconciler=None, cache=Cache(), client=client)  # type: ignore[arg-type]
+    with pytest.raises(ApiError):
+        asyncio.run(runtime.sync())
 
 
 def test_a_kind_whose_relisting_found_nothing_is_swept_with_the_owners_listing() -> None:

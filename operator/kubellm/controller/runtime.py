@@ -44,6 +44,9 @@ WATCHED_KINDS = (
     "Pod",
 )
 CHILD_EVENT_DELAY = 0.5
+SYNC_TIMEOUT_SECONDS = 120.0  # then the process exits and is restarted, as a cache sync times out
+SYNC_RETRY_SECONDS = 0.5
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TICK_SECONDS = 1.0
 PEERING_SECONDS = 2.0
 DISCOVERY_SECONDS = 30.0
@@ -89,19 +92,9 @@ class Runtime:
         filled cache (a restart, a resumed replica) would take a child it has not heard of
         yet for missing, or the canary's Ready pods for none."""
         for kind in (OWNER_KIND, *WATCHED_KINDS):
-            selector = "" if kind == OWNER_KIND else f"{MANAGED_BY}=kubellm"
-            exact = not any(set(n) & set("*?[") for n in self.namespaces)
-            try:
-                found = [
-                    obj
-                    for namespace in (self.namespaces if exact and self.namespaces else [None])
-                    for obj in await self.client.list(kind, namespace, label_selector=selector)
-                    if self._served((obj.get("metadata") or {}).get("namespace") or "")
-                ]
-            except ApiError as error:
-                if error.status in (403, 404):  # not served (yet), or not ours to read
-                    continue
-                raise
+            found = await self._listing(kind)
+            if found is None:
+                continue
             listed = {
                 ((o.get("metadata") or {}).get("namespace") or "", o["metadata"]["name"])
                 for o in found
@@ -112,6 +105,36 @@ class Runtime:
                 if (namespace, name) not in listed and self._served(namespace):
                     LOGGER.info("gone while not watching: %s %s/%s", kind, namespace, name)
                     self.cache.forget(kind, namespace, name)
+
+    async def _listing(self, kind: str) -> list[dict[str, Any]] | None:
+        """Every object of `kind` this replica serves; None when the kind is not served or not
+        ours to read. An API server that is busy or starting (429 "storage is (re)initializing"
+        for a CRD just registered, 5xx, no connection) is asked again, with backoff, for up to
+        `SYNC_TIMEOUT_SECONDS`, as a controller's cache sync waits."""
+        selector = "" if kind == OWNER_KIND else f"{MANAGED_BY}=kubellm"
+        exact = not any(set(n) & set("*?[") for n in self.namespaces)
+        deadline = time.monotonic() + SYNC_TIMEOUT_SECONDS
+        delay = SYNC_RETRY_SECONDS
+        while True:
+            try:
+                return [
+                    obj
+                    for namespace in (self.namespaces if exact and self.namespaces else [None])
+                    for obj in await self.client.list(kind, namespace, label_selector=selector)
+                    if self._served((obj.get("metadata") or {}).get("namespace") or "")
+                ]
+            except ApiError as error:
+                if error.status in (403, 404):  # not served (yet), or not ours to read
+                    return None
+                if error.status not in TRANSIENT_STATUSES or time.monotonic() > deadline:
+                    raise
+                LOGGER.info("listing %s: %s; asking again in %.1fs", kind, error, delay)
+            except (OSError, TimeoutError) as error:
+                if time.monotonic() > deadline:
+                    raise
+                LOGGER.info("listing %s: %s; asking again in %.1fs", kind, error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def _served(self, namespace: str) -> bool:
         return not self.namespaces or any(fnmatch(namespace, n) for n in self.namespaces)
