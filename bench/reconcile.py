@@ -501,7 +501,7 @@ def delete_namespace(namespace: str) -> None:
     kubectl("delete", "namespace", namespace, "--timeout=3600s")
 
 
-def floor(api: Api, count: int, timeout: float) -> dict[str, Any]:
+def floor(api: Api, count: int, timeout: float, update: bool) -> dict[str, Any]:
     namespace = fresh_namespace("floor", count)
     names = [f"m{i}" for i in range(count)]
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
@@ -517,16 +517,21 @@ def floor(api: Api, count: int, timeout: float) -> dict[str, Any]:
         ready = created.wait(count, timeout)
         all_ready = max(created.ready.values(), default=start) - start
         writes, cpu = server_writes() - writes, cpu_per_object(platform_cpu(), cpu, count)
-        start = time.monotonic()
-        kubectl_all(UPDATE, [plain_deployment(namespace, n, NEW_IMAGE) for n in names])
-        update_apply = time.monotonic() - start
-        rolled = updated.wait(count, timeout)
-        return {
+        result: dict[str, Any] = {
             "floor_ready": ready,
             "floor_create_seconds": round(create_seconds, 1),
             "floor_seconds": round(all_ready, 1),
             "floor_server_writes_per_object": round(writes / count, 2),
             "floor_platform_cpu_ms_per_object": cpu,
+        }
+        if not update:
+            return result
+        start = time.monotonic()
+        kubectl_all(UPDATE, [plain_deployment(namespace, n, NEW_IMAGE) for n in names])
+        update_apply = time.monotonic() - start
+        rolled = updated.wait(count, timeout)
+        return {
+            **result,
             "floor_updated": rolled,
             "floor_update_apply_seconds": round(update_apply, 1),
             "floor_update_seconds": round(max(updated.ready.values(), default=start) - start, 1),
@@ -622,7 +627,7 @@ class Operator:
 
 
 def kubellm(
-    api: Api, count: int, timeout: float, resync: float, extra: list[str]
+    api: Api, count: int, timeout: float, resync: float, extra: list[str], update: bool
 ) -> dict[str, Any]:
     namespace = fresh_namespace("kubellm", count)
     names = [f"m{i}" for i in range(count)]
@@ -679,17 +684,7 @@ def kubellm(
         steady_after, steady_cpu = scrape(), cpu_seconds(pid) - steady_cpu
         steady = requests_by(steady_after, steady_before)
 
-        # a fleet-wide image change
-        update_before = scrape()
-        start = time.monotonic()
-        kubectl_all(UPDATE, [llmdeployment(namespace, n, NEW_IMAGE) for n in names])
-        update_apply = time.monotonic() - start
-        rolled = updated.wait(count, timeout)
-        update_seconds = max(updated.ready.values(), default=start) - start
-        operator.quiet()
-        update_after = scrape()
-        update_by = requests_by(update_after, update_before)
-        return {
+        result: dict[str, Any] = {
             "ready": ready,
             "kubellm_create_seconds": round(create_seconds, 1),
             "kubellm_seconds": round(all_ready, 1),
@@ -724,6 +719,23 @@ def kubellm(
             "steady_cpu_percent": round(100 * steady_cpu / (2 * resync + 5), 1),
             "peak_rss_mib": round(proc_status(pid, "VmHWM"), 1),
             "peak_rss_create_mib": round(rss_created, 1),
+            "rss_mib": round(proc_status(pid, "VmRSS"), 1),
+        }
+        if not update:
+            return result
+        # a fleet-wide image change
+        update_before = scrape()
+        start = time.monotonic()
+        kubectl_all(UPDATE, [llmdeployment(namespace, n, NEW_IMAGE) for n in names])
+        update_apply = time.monotonic() - start
+        rolled = updated.wait(count, timeout)
+        update_seconds = max(updated.ready.values(), default=start) - start
+        operator.quiet()
+        update_after = scrape()
+        update_by = requests_by(update_after, update_before)
+        return {
+            **result,
+            "peak_rss_mib": round(proc_status(pid, "VmHWM"), 1),  # the update's peak included
             "rss_mib": round(proc_status(pid, "VmRSS"), 1),
             "updated": rolled,
             "update_apply_seconds": round(update_apply, 1),
@@ -774,18 +786,23 @@ def run(count: int, args: argparse.Namespace) -> dict[str, Any]:
     wait_nodes(math.ceil(pods / PODS_PER_NODE))
     result: dict[str, Any] = {"count": count, "kubectl_clients": CLIENTS, **client_rates()}
     if not args.skip_floor:
-        result.update(floor(api, count, args.timeout))
+        result.update(floor(api, count, args.timeout, not args.skip_update))
     if args.floor_children:
         result.update(floor_with_children(api, count, args.timeout))
-    result.update(kubellm(api, count, args.timeout, args.resync_seconds, args.operator_arg))
+    result.update(
+        kubellm(
+            api, count, args.timeout, args.resync_seconds, args.operator_arg, not args.skip_update
+        )
+    )
     if result.get("floor_children_seconds"):
         result["ratio_to_children"] = round(
             result["kubellm_seconds"] / result["floor_children_seconds"], 2
         )
     if result.get("floor_seconds"):
         result["ratio"] = round(result["kubellm_seconds"] / result["floor_seconds"], 2)
+    if result.get("floor_update_seconds") and "update_burst_seconds" in result:
         result["update_ratio"] = round(
-            result["update_burst_seconds"] / (result["floor_update_seconds"] or 1), 2
+            result["update_burst_seconds"] / result["floor_update_seconds"], 2
         )
     return result
 
@@ -799,6 +816,9 @@ def main() -> None:
     parser.add_argument("--resync-seconds", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="per phase")
     parser.add_argument("--skip-floor", action="store_true", help="kubellm only (quick checks)")
+    parser.add_argument(
+        "--skip-update", action="store_true", help="no fleet-wide image change (long at 10,000)"
+    )
     parser.add_argument(
         "--floor-children",
         action="store_true",
