@@ -130,9 +130,10 @@ class Convergence(RuleBasedStateMachine):
         if workloads:
             self.api.edit_replicas(workloads[-1], replicas)
 
-    @rule()
-    def controllers_step(self) -> None:
-        self.controllers.step()
+    @rule(report=st.booleans())
+    def controllers_step(self, report: bool) -> None:
+        """`report=False`: the pods change but the Deployments' status lags behind them."""
+        self.controllers.step(report=report)
 
     @rule(seconds=st.sampled_from((1, 5, 30, 90)))
     def time_passes(self, seconds: int) -> None:
