@@ -153,6 +153,14 @@ class Convergence(RuleBasedStateMachine):
     def deliver_watch_events(self, count: int) -> None:
         self.deliver(count)
 
+    @rule()
+    def watch_hands_over_only_the_newest_owner_event(self) -> None:
+        """As Kopf does with a burst: the older events of the LLMDeployment are skipped."""
+        owner = [e for e in self.api.pending if e[0] == "LLMDeployment"]
+        if len(owner) > 1:
+            skipped = {id(e) for e in owner[:-1]}
+            self.api.pending = [e for e in self.api.pending if id(e) not in skipped]
+
     def deliver(self, count: int | None = None) -> None:
         ready, self.api.pending = (
             (self.api.pending, [])

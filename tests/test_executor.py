@@ -299,3 +299,23 @@ def test_a_stale_ready_count_never_drops_a_superseded_canary_that_still_serves()
         world.clock.seconds += 5
     assert lowest == 2
     assert world.status["history"][0]["result"] == "Succeeded"
+
+
+def test_a_spec_change_whose_watch_event_hides_our_status_write_acts_at_once() -> None:
+    """Fault bench finding (20 spec updates in 10 s): Kopf hands over only the newest event of
+    a burst, so the echo of our own status write can be skipped; the newer body was then taken
+    for a stale one for 30 s, and the last spec change waited that long."""
+    world = World(rollout=QUICK)
+    world.settle()
+    world.update(model={"name": "Qwen/Qwen2.5-7B-Instruct"}, rollout=QUICK)
+    world.deliver()
+    world.reconcile()  # starts the canary: our status write is not seen yet
+    assert world.reconciler.written
+    world.update(model={"name": "mistralai/Mistral-7B-Instruct-v0.3"}, rollout=QUICK)
+    # The watch collapses the burst: only the newest body arrives.
+    newest = [e for e in world.api.pending if e[0] == "LLMDeployment"][-1]
+    world.api.pending = [e for e in world.api.pending if e[0] != "LLMDeployment"] + [newest]
+    world.deliver()
+    generation = world.api.objects[("LLMDeployment", NAMESPACE, NAME)]["metadata"]["generation"]
+    assert world.reconcile() != STALE_RETRY_SECONDS
+    assert world.status["observedGeneration"] == generation
