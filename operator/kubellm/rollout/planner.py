@@ -400,18 +400,33 @@ class _Planner:
             weight = 100 if stable_replicas == 0 else max(last_weight, 100 * ready // self.total)
         else:
             weight = self._share(canary, self.total, stable, stable_replicas)
-        targets = (
-            RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - weight),
-            RevisionTarget(canary, self._engine(canary), self.total, weight),
+        return self._taking_over(
+            "promoting", (stable, stable_replicas), (canary, self.total), weight, yielded, state
         )
-        message, deadline_in = self._waiting(canary, self.total, state)
+
+    def _taking_over(
+        self,
+        stage: str,
+        old: tuple[str, int],
+        new: tuple[str, int],
+        weight: int,
+        yielded: int,
+        state: RolloutStatus,
+    ) -> Plan:
+        """The new revision scaling to the total beside the old one (promotion, `rolling`):
+        (revision, replicas) of each, and the share the new one serves."""
+        targets = (
+            RevisionTarget(old[0], self._engine(old[0]), old[1], 100 - weight),
+            RevisionTarget(new[0], self._engine(new[0]), new[1], weight),
+        )
+        message, deadline_in = self._waiting(new[0], self.total, state)
         status = state.model_copy(
             update={
                 "yielded": yielded,
                 "canary_weight": weight,
                 "step_weight": 100,
                 "paused": False,
-                "message": f"promoting: {message}",
+                "message": f"{stage}: {message}",
                 "next_analysis_at": None,
             }
         )
@@ -489,20 +504,9 @@ class _Planner:
         surge = min(self.total, max(current, ready + 1))
         stable_replicas, yielded = self._beside(stable, new, surge, state, floor=0, trade=True)
         weight = self._share(new, surge, stable, stable_replicas)
-        targets = (
-            RevisionTarget(stable, self._engine(stable), stable_replicas, 100 - weight),
-            RevisionTarget(new, self._engine(new), surge, weight),
+        return self._taking_over(
+            "rolling", (stable, stable_replicas), (new, surge), weight, yielded, state
         )
-        message, deadline_in = self._waiting(new, self.total, state)
-        status = state.model_copy(
-            update={
-                "yielded": yielded,
-                "canary_weight": weight,
-                "step_weight": 100,
-                "message": f"rolling: {message}",
-            }
-        )
-        return self._result(targets, status, requeue_after=deadline_in)
 
     def _recreate(self, stable: str, new: str, state: RolloutStatus) -> Plan:
         """Old workloads go first (their GPUs are the new revision's), then the new starts."""
