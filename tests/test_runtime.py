@@ -254,3 +254,30 @@ def test_only_kubellm_children_and_pods_are_watched_and_no_diff_base_is_built() 
     assert list(selectors.collect(owners)) == []
     big = kopf.Body({"metadata": {"name": "x"}, "spec": {"items": list(range(1000))}})
     assert settings.persistence.diffbase_storage.build(body=big) == {}
+
+
+class Watching:
+    """The reconciler as the runtime's watch side sees it."""
+
+    def saw(self, body: Any) -> bool:
+        return False
+
+    def forget(self, key: Any, uid: str | None = None) -> None:
+        return None
+
+
+def test_an_owner_whose_watch_event_never_came_is_taken_in_at_the_resync() -> None:
+    """CI finding: an LLMDeployment created as its namespace's watch started was never
+    reconciled (no status after 90 s): only a restart would have listed it."""
+    missed = body("LLMDeployment", "missed")
+    missed["metadata"]["uid"] = "u-missed"
+    gone = body("LLMDeployment", "gone")
+    gone["metadata"]["uid"] = "u-gone"
+    client = Lister({"LLMDeployment": [missed, gone]})
+    cache = Cache()
+    runtime = Runtime(reconciler=Watching(), cache=cache, client=client)  # type: ignore[arg-type]
+    runtime.observe("LLMDeployment", "DELETED", gone)  # the listing below is older than this
+    asyncio.run(runtime._adopt_unseen_owners())
+    assert cache.owner(("ns", "missed")) is not None
+    assert runtime.queue.due(("ns", "missed")) is not None
+    assert cache.owner(("ns", "gone")) is None

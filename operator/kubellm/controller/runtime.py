@@ -68,6 +68,8 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     heartbeat: float = field(default_factory=time.monotonic)
     _last_error: dict[OwnerKey, str] = field(default_factory=dict)
+    # uids of LLMDeployments the watch saw deleted: a listing older than that is no resurrection
+    _deleted: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ events
 
@@ -80,8 +82,10 @@ class Runtime:
         if kind != OWNER_KIND:
             self.queue.add(key, CHILD_EVENT_DELAY)
         elif event == "DELETED":
+            uid = str((body.get("metadata") or {}).get("uid") or "")
             self.queue.forget(key)
-            self.reconciler.forget(key, str((body.get("metadata") or {}).get("uid") or ""))
+            self.reconciler.forget(key, uid)
+            self._deleted.add(uid)
         elif not self.reconciler.saw(body):
             self.queue.add(key)
 
@@ -106,14 +110,29 @@ class Runtime:
                     LOGGER.info("gone while not watching: %s %s/%s", kind, namespace, name)
                     self.cache.forget(kind, namespace, name)
 
-    async def _listing(self, kind: str) -> list[dict[str, Any]] | None:
+    async def _adopt_unseen_owners(self) -> None:
+        """LLMDeployments the API server has and the cache does not are taken in: a watch
+        event that never came (a namespace whose watch started late, a lost stream) must not
+        leave an object unreconciled until the operator restarts. One LIST per resync."""
+        for obj in await self._listing(OWNER_KIND, patience=0.0) or []:
+            meta = obj.get("metadata") or {}
+            key = (meta.get("namespace") or "", meta.get("name") or "")
+            if self.cache.owner(key) is None and meta.get("uid") not in self._deleted:
+                LOGGER.info(
+                    "found without a watch event: %s/%s", meta.get("namespace"), meta.get("name")
+                )
+                self.observe(OWNER_KIND, "ADDED", obj)
+
+    async def _listing(
+        self, kind: str, patience: float = SYNC_TIMEOUT_SECONDS
+    ) -> list[dict[str, Any]] | None:
         """Every object of `kind` this replica serves; None when the kind is not served or not
         ours to read. An API server that is busy or starting (429 "storage is (re)initializing"
         for a CRD just registered, 5xx, no connection) is asked again, with backoff, for up to
-        `SYNC_TIMEOUT_SECONDS`, as a controller's cache sync waits."""
+        `patience` seconds (`SYNC_TIMEOUT_SECONDS`), as a controller's cache sync waits."""
         selector = "" if kind == OWNER_KIND else f"{MANAGED_BY}=kubellm"
         exact = not any(set(n) & set("*?[") for n in self.namespaces)
-        deadline = time.monotonic() + SYNC_TIMEOUT_SECONDS
+        deadline = time.monotonic() + patience
         delay = SYNC_RETRY_SECONDS
         while True:
             try:
@@ -198,10 +217,14 @@ class Runtime:
 
     async def _ticker(self) -> None:
         last_peering = last_discovery = 0.0
+        last_owners = time.monotonic()
         while True:
             await asyncio.sleep(TICK_SECONDS)
             self.heartbeat = now = time.monotonic()
             try:
+                if self.leading.is_set() and now - last_owners >= self.resync_seconds:
+                    last_owners = now
+                    await self._adopt_unseen_owners()
                 if self.peering is not None and now - last_peering >= PEERING_SECONDS:
                     last_peering = now
                     await self._follow_peering(self.peering)
