@@ -28,6 +28,7 @@ import helm_python as helm
 import yaml
 
 from conftest import ROOT, run_kubectl
+from prometheus import stop_process
 
 STATE = ROOT / "e2e" / ".cluster"
 CHART = ROOT / "charts" / "kubellm"
@@ -77,11 +78,7 @@ class SimulatorProcess:
         return self.log.read_text()[-chars:]
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process, timeout=15)
 
 
 class FleetProcess(SimulatorProcess):

@@ -29,6 +29,16 @@ import yaml
 from kubellm.engines import get_engine
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def prometheus_binary() -> str:
     """Debian's prometheus; a missing binary fails the test (never a skip): .ci/run installs it."""
     found = shutil.which("prometheus")
@@ -97,11 +107,7 @@ class Simulator:
         return ScrapeTarget(address, get_engine(self.engine).metrics_path, labels)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
 
 
 @dataclass(frozen=True)
@@ -242,9 +248,5 @@ class Prometheus:
         return (self.workdir / "prometheus.log").read_text()[-2000:]
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.log.close()
