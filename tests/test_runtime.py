@@ -281,3 +281,16 @@ def test_an_owner_whose_watch_event_never_came_is_taken_in_at_the_resync() -> No
     assert cache.owner(("ns", "missed")) is not None
     assert runtime.queue.due(("ns", "missed")) is not None
     assert cache.owner(("ns", "gone")) is None
+
+
+def test_a_deleted_owner_is_remembered_only_while_a_listing_still_shows_it() -> None:
+    gone = body("LLMDeployment", "gone")
+    gone["metadata"]["uid"] = "u-gone"
+    client = Lister({"LLMDeployment": [gone]})
+    runtime = Runtime(reconciler=Watching(), cache=Cache(), client=client)  # type: ignore[arg-type]
+    runtime.observe("LLMDeployment", "DELETED", gone)
+    asyncio.run(runtime._adopt_unseen_owners())
+    assert runtime.cache.owner(("ns", "gone")) is None
+    client.objects["LLMDeployment"] = []  # the API server caught up
+    asyncio.run(runtime._adopt_unseen_owners())
+    assert runtime._deleted == set()

@@ -114,7 +114,10 @@ class Runtime:
         """LLMDeployments the API server has and the cache does not are taken in: a watch
         event that never came (a namespace whose watch started late, a lost stream) must not
         leave an object unreconciled until the operator restarts. One LIST per resync."""
-        for obj in await self._listing(OWNER_KIND, patience=0.0) or []:
+        listed = await self._listing(OWNER_KIND, patience=0.0) or []
+        # a uid the API server no longer lists cannot come back: no need to remember it
+        self._deleted &= {(o.get("metadata") or {}).get("uid") for o in listed}
+        for obj in listed:
             meta = obj.get("metadata") or {}
             key = (meta.get("namespace") or "", meta.get("name") or "")
             if self.cache.owner(key) is None and meta.get("uid") not in self._deleted:
