@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
 import pytest
+from aiohttp import web
 from kopf._cogs.structs import references
 
 from kubellm.controller import runtime as runtime_module
@@ -16,7 +18,7 @@ from kubellm.controller.cache import Cache
 from kubellm.controller.leadership import paused_by_peers
 from kubellm.controller.runtime import Runtime
 from kubellm.handlers import configure, register
-from kubellm.k8s.client import ApiError
+from kubellm.k8s.client import LIST_PAGE, ApiError, KubeClient
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -153,19 +155,23 @@ class Lister:
     ) -> None:
         self.objects = objects
         self.refusals = refusals or []  # raised by the first LISTs, one each
+        self.refuse_at = 0  # at which page
         self.calls: list[tuple[str, str | None, str]] = []
 
-    async def list(
+    async def pages(
         self, kind: str, namespace: str | None = None, label_selector: str = "", **_: Any
-    ) -> list[dict[str, Any]]:
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """One object per page; a refusal may come at any page (a continue token expired)."""
         self.calls.append((kind, namespace, label_selector))
-        if self.refusals:
-            raise self.refusals.pop(0)
-        return [
+        found = [
             o
             for o in self.objects.get(kind, [])
             if not namespace or o["metadata"]["namespace"] == namespace
         ]
+        for index in range(max(len(found), 1)):
+            if self.refusals and self.refuse_at == index:
+                raise self.refusals.pop(0)
+            yield found[index : index + 1]
 
 
 def test_sync_fills_the_cache_before_any_reconcile_and_drops_what_is_gone() -> None:
@@ -201,6 +207,24 @@ def test_sync_asks_again_while_the_api_server_is_busy_or_starting(
     asyncio.run(runtime.sync())
     assert cache.owner(("ns", "demo")) is not None
     assert [c[0] for c in client.calls[:4]] == ["LLMDeployment"] * 4
+
+
+def test_a_listing_cut_off_between_pages_starts_over_and_misses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Listings come a page at a time; a continue token that expired (410, etcd compacted
+    meanwhile) or an API server restart between pages lists again from the start."""
+    monkeypatch.setattr(runtime_module, "SYNC_RETRY_SECONDS", 0.001)
+    owners = [body("LLMDeployment", f"m{i}") for i in range(3)]
+    gone = body("LLMDeployment", "gone")
+    client = Lister({"LLMDeployment": owners}, [ApiError(410, "continue token expired")])
+    client.refuse_at = 2  # after two of the three pages
+    cache = Cache()
+    cache.observe("LLMDeployment", "ADDED", gone)  # deleted while the operator was away
+    runtime = Runtime(reconciler=None, cache=cache, client=client)  # type: ignore[arg-type]
+    asyncio.run(runtime.sync())
+    assert sorted(name for _, name in cache.known("LLMDeployment")) == ["m0", "m1", "m2"]
+    assert [c[0] for c in client.calls[:2]] == ["LLMDeployment"] * 2
 
 
 def test_sync_gives_up_on_a_refusal_that_will_not_pass() -> None:
@@ -294,3 +318,41 @@ def test_a_deleted_owner_is_remembered_only_while_a_listing_still_shows_it() -> 
     client.objects["LLMDeployment"] = []  # the API server caught up
     asyncio.run(runtime._adopt_unseen_owners())
     assert runtime._deleted == set()
+
+
+def test_the_client_lists_a_page_at_a_time_following_the_continue_token() -> None:
+    """A listing of 10,000 Deployments held at once would be hundreds of MiB: the client
+    asks for LIST_PAGE objects at a time and hands each page on before the next."""
+    asked: list[dict[str, str]] = []
+    names = [f"d{i}" for i in range(LIST_PAGE + 2)]
+
+    async def listing(request: web.Request) -> web.Response:
+        asked.append(dict(request.query))
+        start = int(request.query.get("continue") or 0)
+        end = min(start + int(request.query["limit"]), len(names))
+        items = [{"metadata": {"name": n, "namespace": "ns"}} for n in names[start:end]]
+        token = str(end) if end < len(names) else ""
+        return web.json_response({"metadata": {"continue": token}, "items": items})
+
+    async def scenario() -> list[int]:
+        app = web.Application()
+        app.router.add_get("/apis/apps/v1/namespaces/ns/deployments", listing)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"))
+        try:
+            sizes = [len(p) async for p in client.pages("Deployment", "ns", label_selector="a=b")]
+            listed = await client.list("Deployment", "ns")
+        finally:
+            await client.close()
+            await runner.cleanup()
+        assert [o["metadata"]["name"] for o in listed] == names
+        assert all(o["kind"] == "Deployment" for o in listed)
+        return sizes
+
+    assert asyncio.run(scenario()) == [LIST_PAGE, 2]
+    assert asked[0] == {"labelSelector": "a=b", "limit": str(LIST_PAGE)}
+    assert asked[1] == {"labelSelector": "a=b", "limit": str(LIST_PAGE), "continue": str(LIST_PAGE)}

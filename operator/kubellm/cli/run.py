@@ -86,6 +86,10 @@ def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # kubellm posts its own Events, one per change
     settings.posting.reporting_component = FIELD_MANAGER
+    # Kopf keeps a task per object, holding that object's last event, until no event came
+    # for this long (5 s by default): in a burst, thousands of bodies. The handlers only
+    # file the event in the cache, so a worker has nothing to wait for.
+    settings.queueing.idle_timeout = 0.5
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10

@@ -22,7 +22,7 @@ WORKLOAD_KINDS = frozenset({"Deployment", "LeaderWorkerSet"})
 SNAPSHOT_KIND = "ControllerRevision"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Child:
     kind: str
     namespace: str

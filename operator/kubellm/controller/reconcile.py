@@ -685,8 +685,7 @@ class Reconciler:
             return
         await self._report_transitions(body, previous, status)
         namespace = owner.namespace or "default"
-        metrics.SPEC_VALID.labels(namespace, owner.name).set(0)
-        self._export_phase(namespace, owner.name, status)
+        metrics.RESOURCES.set(namespace, owner.name, spec_valid=0, phase=status.phase)
 
     async def _failed(
         self,
@@ -792,19 +791,21 @@ class Reconciler:
         self, key: OwnerKey, status: LLMDeploymentStatus, resolved: Resolved, decision: Plan
     ) -> None:
         namespace, name = key
-        metrics.SPEC_VALID.labels(namespace, name).set(1)
-        self._export_phase(namespace, name, status)
-        metrics.REPLICAS.labels(namespace, name).set(status.replicas)
-        metrics.READY_REPLICAS.labels(namespace, name).set(status.ready_replicas)
         per_replica = resolved.sizing.gpus_per_replica
-        metrics.GPUS_PER_REPLICA.labels(namespace, name).set(per_replica)
-        metrics.GPUS_REQUESTED.labels(namespace, name).set(
-            per_replica * sum(t.replicas for t in decision.targets)
-        )
-        weight = decision.rollout.canary_weight if decision.rollout.canary_revision else 0
-        metrics.CANARY_WEIGHT.labels(namespace, name).set(weight)
+        values: dict[str, Any] = {
+            "spec_valid": 1,
+            "phase": status.phase,
+            "replicas": status.replicas,
+            "ready_replicas": status.ready_replicas,
+            "gpus_per_replica": per_replica,
+            "gpus_requested": per_replica * sum(t.replicas for t in decision.targets),
+            "canary_weight": (
+                decision.rollout.canary_weight if decision.rollout.canary_revision else 0
+            ),
+        }
         if decision.stats.success_rate is not None:
-            metrics.ROLLOUT_SUCCESS_RATIO.labels(namespace, name).set(decision.stats.success_rate)
+            values["rollout_success_ratio"] = decision.stats.success_rate
+        metrics.RESOURCES.set(namespace, name, **values)
         if decision.outcome:
             metrics.ROLLOUTS.labels(namespace, name, decision.outcome).inc()
             finished = decision.history[0] if decision.history else None
@@ -814,11 +815,6 @@ class Reconciler:
                 metrics.ROLLOUT_SECONDS.labels(decision.outcome).observe(
                     (end - start).total_seconds()
                 )
-
-    @staticmethod
-    def _export_phase(namespace: str, name: str, status: LLMDeploymentStatus) -> None:
-        for phase in metrics.PHASES:
-            metrics.PHASE.labels(namespace, name, phase).set(1 if status.phase == phase else 0)
 
 
 def _key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:

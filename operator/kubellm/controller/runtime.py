@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatch
@@ -46,7 +46,8 @@ WATCHED_KINDS = (
 CHILD_EVENT_DELAY = 0.5
 SYNC_TIMEOUT_SECONDS = 120.0  # then the process exits and is restarted, as a cache sync times out
 SYNC_RETRY_SECONDS = 0.5
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# 410: a listing's continue token expired (etcd compacted meanwhile): list again
+TRANSIENT_STATUSES = frozenset({410, 429, 500, 502, 503, 504})
 TICK_SECONDS = 1.0
 PEERING_SECONDS = 2.0
 DISCOVERY_SECONDS = 30.0
@@ -96,15 +97,15 @@ class Runtime:
         filled cache (a restart, a resumed replica) would take a child it has not heard of
         yet for missing, or the canary's Ready pods for none."""
         for kind in (OWNER_KIND, *WATCHED_KINDS):
-            found = await self._listing(kind)
-            if found is None:
-                continue
-            listed = {
-                ((o.get("metadata") or {}).get("namespace") or "", o["metadata"]["name"])
-                for o in found
-            }
-            for obj in found:
+            listed: set[tuple[str, str]] = set()
+
+            def take(obj: dict[str, Any], kind: str = kind, listed: set[Any] = listed) -> None:
+                meta = obj.get("metadata") or {}
+                listed.add((meta.get("namespace") or "", meta.get("name") or ""))
                 self.cache.observe(kind, None, obj)
+
+            if not await self._listing(kind, take):
+                continue
             for namespace, name in self.cache.known(kind):
                 if (namespace, name) not in listed and self._served(namespace):
                     LOGGER.info("gone while not watching: %s %s/%s", kind, namespace, name)
@@ -114,11 +115,11 @@ class Runtime:
         """LLMDeployments the API server has and the cache does not are taken in: a watch
         event that never came (a namespace whose watch started late, a lost stream) must not
         leave an object unreconciled until the operator restarts. One LIST per resync."""
-        listed = await self._listing(OWNER_KIND, patience=0.0) or []
-        # a uid the API server no longer lists cannot come back: no need to remember it
-        self._deleted &= {(o.get("metadata") or {}).get("uid") for o in listed}
-        for obj in listed:
+        uids: set[str | None] = set()
+
+        def take(obj: dict[str, Any]) -> None:
             meta = obj.get("metadata") or {}
+            uids.add(meta.get("uid"))
             key = (meta.get("namespace") or "", meta.get("name") or "")
             if self.cache.owner(key) is None and meta.get("uid") not in self._deleted:
                 LOGGER.info(
@@ -126,28 +127,37 @@ class Runtime:
                 )
                 self.observe(OWNER_KIND, "ADDED", obj)
 
+        await self._listing(OWNER_KIND, take, patience=0.0)
+        # a uid the API server no longer lists cannot come back: no need to remember it
+        self._deleted &= uids
+
     async def _listing(
-        self, kind: str, patience: float = SYNC_TIMEOUT_SECONDS
-    ) -> list[dict[str, Any]] | None:
-        """Every object of `kind` this replica serves; None when the kind is not served or not
-        ours to read. An API server that is busy or starting (429 "storage is (re)initializing"
-        for a CRD just registered, 5xx, no connection) is asked again, with backoff, for up to
-        `patience` seconds (`SYNC_TIMEOUT_SECONDS`), as a controller's cache sync waits."""
+        self,
+        kind: str,
+        take: Callable[[dict[str, Any]], None],
+        patience: float = SYNC_TIMEOUT_SECONDS,
+    ) -> bool:
+        """Hand every object of `kind` this replica serves to `take`, page by page (a listing
+        of 10,000 is never held at once); False when the kind is not served or not ours to
+        read. An API server that is busy or starting (429 "storage is (re)initializing" for a
+        CRD just registered, 5xx, no connection) is asked again from the start, with backoff,
+        for up to `patience` seconds (`SYNC_TIMEOUT_SECONDS`), as a controller's cache sync
+        waits; `take` may so see an object twice."""
         selector = "" if kind == OWNER_KIND else f"{MANAGED_BY}=kubellm"
         exact = not any(set(n) & set("*?[") for n in self.namespaces)
         deadline = time.monotonic() + patience
         delay = SYNC_RETRY_SECONDS
         while True:
             try:
-                return [
-                    obj
-                    for namespace in (self.namespaces if exact and self.namespaces else [None])
-                    for obj in await self.client.list(kind, namespace, label_selector=selector)
-                    if self._served((obj.get("metadata") or {}).get("namespace") or "")
-                ]
+                for namespace in self.namespaces if exact and self.namespaces else [None]:
+                    async for page in self.client.pages(kind, namespace, label_selector=selector):
+                        for obj in page:
+                            if self._served((obj.get("metadata") or {}).get("namespace") or ""):
+                                take(obj)
+                return True
             except ApiError as error:
                 if error.status in (403, 404):  # not served (yet), or not ours to read
-                    return None
+                    return False
                 if error.status not in TRANSIENT_STATUSES or time.monotonic() > deadline:
                     raise
                 LOGGER.info("listing %s: %s; asking again in %.1fs", kind, error, delay)

@@ -8,7 +8,7 @@ replicas of older revisions, deletes for what the spec no longer needs. Every wr
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -113,6 +113,15 @@ def _where(path: str) -> tuple[str, str]:
     return namespace, resource
 
 
+LIST_PAGE = 500  # objects per page of a listing
+Page = list[dict[str, Any]]  # (named here: inside KubeClient, `list` is its method)
+
+# Requests in flight at once. More do not make a busy API server answer sooner, and each TLS
+# connection holds asyncio's 256 KiB read buffer and OpenSSL's state for as long as it lives:
+# 64 connections cost 14 MiB more than 16 for the same 1,000 objects (bench/reconcile.py).
+CONNECTIONS = 16
+
+
 class KubeClient:
     """Async Kubernetes REST calls with the operator's credentials."""
 
@@ -120,7 +129,7 @@ class KubeClient:
         self.server = info.server.rstrip("/")
         self._session = aiohttp.ClientSession(
             headers=info.as_http_headers(),
-            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=64),
+            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=CONNECTIONS),
             timeout=aiohttp.ClientTimeout(total=30),
         )
 
@@ -272,16 +281,38 @@ class KubeClient:
         label_selector: str = "",
     ) -> list[dict[str, Any]]:
         """Objects of a kind, in one namespace or all of them (each with its `kind`)."""
+        return [
+            obj
+            async for page in self.pages(kind, namespace, field_selector, label_selector)
+            for obj in page
+        ]
+
+    async def pages(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        field_selector: str = "",
+        label_selector: str = "",
+    ) -> AsyncIterator[Page]:
+        """A listing `LIST_PAGE` objects at a time (each with its `kind`): a caller that
+        keeps only what it needs of each holds one page, not 10,000 Deployments, at once."""
         params = {
             k: v
-            for k, v in (("fieldSelector", field_selector), ("labelSelector", label_selector))
+            for k, v in (
+                ("fieldSelector", field_selector),
+                ("labelSelector", label_selector),
+                ("limit", str(LIST_PAGE)),
+            )
             if v
         }
-        listing = await self._request(
-            "GET", KINDS[kind].collection(namespace), params=params or None
-        )
-        items: list[dict[str, Any]] = listing.get("items") or []
-        return [{**item, "kind": kind} for item in items]
+        while True:
+            listing = await self._request("GET", KINDS[kind].collection(namespace), params=params)
+            items: Page = listing.get("items") or []
+            yield [{**item, "kind": kind} for item in items]
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            params["continue"] = token
 
     async def served_group_versions(self) -> frozenset[str]:
         """Every `group/version` the API server serves (to skip optional kinds)."""

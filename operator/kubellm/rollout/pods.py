@@ -24,7 +24,7 @@ FAILING_REASONS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodInfo:
     """One serving pod, as the watch shows it."""
 
