@@ -227,7 +227,14 @@ class Watch(threading.Thread):
         super().__init__(daemon=True)
         self.api, self.path, self.on_event = api, path, on_event
         self.stopped = threading.Event()
+        deadline = time.monotonic() + 60
         listing = api.get(path)
+        # a CRD registered a moment ago answers 429 "storage is (re)initializing" for a while
+        while listing.get("kind") == "Status" and listing.get("code") == 429:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+            listing = api.get(path)
         if listing.get("kind") == "Status":
             raise RuntimeError(f"list {path}: {listing.get('message')}")
         self.version = listing["metadata"]["resourceVersion"]

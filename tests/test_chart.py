@@ -469,7 +469,7 @@ def test_deployment_command_and_args() -> None:
     assert ports == {"http-metrics": 8080, "health": 8081}
     assert c["resources"] == {
         "requests": {"cpu": "100m", "memory": "256Mi"},
-        "limits": {"memory": "512Mi"},
+        "limits": {"memory": "1Gi"},
     }
 
 

@@ -18,6 +18,7 @@ from kubellm.controller.cache import Cache
 from kubellm.controller.leadership import paused_by_peers
 from kubellm.controller.runtime import Runtime
 from kubellm.handlers import configure, register
+from kubellm.k8s import client as client_module
 from kubellm.k8s.client import LIST_PAGE, ApiError, KubeClient
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -356,3 +357,37 @@ def test_the_client_lists_a_page_at_a_time_following_the_continue_token() -> Non
     assert asyncio.run(scenario()) == [LIST_PAGE, 2]
     assert asked[0] == {"labelSelector": "a=b", "limit": str(LIST_PAGE)}
     assert asked[1] == {"labelSelector": "a=b", "limit": str(LIST_PAGE), "continue": str(LIST_PAGE)}
+
+
+def test_requests_waiting_for_a_free_connection_do_not_time_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10,000-object finding: with every connection busy, requests that waited longer than
+    the request timeout for one failed unsent (reconciles retried). Only time on the wire
+    is timed."""
+    monkeypatch.setattr(client_module, "CONNECTIONS", 1)
+    monkeypatch.setattr(client_module, "REQUEST_SECONDS", 0.5)
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)
+        return web.json_response({"metadata": {"name": request.match_info["name"]}})
+
+    async def scenario() -> list[str]:
+        app = web.Application()
+        app.router.add_get("/apis/apps/v1/namespaces/ns/deployments/{name}", slow)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"))
+        try:  # six requests one after another on one connection: 1.2 s, over 0.5 s
+            answers = await asyncio.gather(
+                *(client.get("Deployment", "ns", f"d{i}") for i in range(6))
+            )
+        finally:
+            await client.close()
+            await runner.cleanup()
+        return [str(a["metadata"]["name"]) for a in answers]
+
+    assert asyncio.run(scenario()) == [f"d{i}" for i in range(6)]
