@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -321,6 +322,29 @@ def test_a_deleted_owner_is_remembered_only_while_a_listing_still_shows_it() -> 
     assert runtime._deleted == set()
 
 
+DEPLOYMENTS = "/apis/apps/v1/namespaces/ns/deployments"
+
+
+@asynccontextmanager
+async def api_server(
+    path: str, handler: Callable[[web.Request], Awaitable[web.Response]]
+) -> AsyncIterator[KubeClient]:
+    """A KubeClient talking to a local HTTP server that answers GETs of `path`."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"))
+    try:
+        yield client
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
 def test_the_client_lists_a_page_at_a_time_following_the_continue_token() -> None:
     """A listing of 10,000 Deployments held at once would be hundreds of MiB: the client
     asks for LIST_PAGE objects at a time and hands each page on before the next."""
@@ -336,20 +360,9 @@ def test_the_client_lists_a_page_at_a_time_following_the_continue_token() -> Non
         return web.json_response({"metadata": {"continue": token}, "items": items})
 
     async def scenario() -> list[int]:
-        app = web.Application()
-        app.router.add_get("/apis/apps/v1/namespaces/ns/deployments", listing)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"))
-        try:
+        async with api_server(DEPLOYMENTS, listing) as client:
             sizes = [len(p) async for p in client.pages("Deployment", "ns", label_selector="a=b")]
             listed = await client.list("Deployment", "ns")
-        finally:
-            await client.close()
-            await runner.cleanup()
         assert [o["metadata"]["name"] for o in listed] == names
         assert all(o["kind"] == "Deployment" for o in listed)
         return sizes
@@ -373,21 +386,11 @@ def test_requests_waiting_for_a_free_connection_do_not_time_out(
         return web.json_response({"metadata": {"name": request.match_info["name"]}})
 
     async def scenario() -> list[str]:
-        app = web.Application()
-        app.router.add_get("/apis/apps/v1/namespaces/ns/deployments/{name}", slow)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"))
-        try:  # six requests one after another on one connection: 1.2 s, over 0.5 s
+        async with api_server(DEPLOYMENTS + "/{name}", slow) as client:
+            # six requests one after another on one connection: 1.2 s, over 0.5 s
             answers = await asyncio.gather(
                 *(client.get("Deployment", "ns", f"d{i}") for i in range(6))
             )
-        finally:
-            await client.close()
-            await runner.cleanup()
         return [str(a["metadata"]["name"]) for a in answers]
 
     assert asyncio.run(scenario()) == [f"d{i}" for i in range(6)]
