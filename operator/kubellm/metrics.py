@@ -142,31 +142,29 @@ class PerResourceGauges(Collector):
         self.records.pop((namespace, name), None)
 
     def describe(self) -> Iterator[Metric]:
-        return iter(self._families())
+        gauges, phases = _families()
+        return iter([*gauges.values(), phases])
 
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
-        *gauges, phases = families
+        gauges, phases = _families()
         for (namespace, name), record in list(self.records.items()):
-            for family, field in zip(gauges, _GAUGES, strict=True):
+            for field, family in gauges.items():
                 value = getattr(record, field)
                 if value is not None:
                     family.add_metric([namespace, name], value)
             if record.phase is not None:
                 for phase in PHASES:
                     phases.add_metric([namespace, name, phase], 1 if record.phase == phase else 0)
-        return iter(families)
+        return iter([*gauges.values(), phases])
 
-    @staticmethod
-    def _families() -> list[GaugeMetricFamily]:
-        return [
-            *(GaugeMetricFamily(n, h, labels=PER_RESOURCE) for n, h in _GAUGES.values()),
-            GaugeMetricFamily(
-                "kubellm_llmdeployment_phase",
-                "1 for the current phase.",
-                labels=[*PER_RESOURCE, "phase"],
-            ),
-        ]
+
+def _families() -> tuple[dict[str, GaugeMetricFamily], GaugeMetricFamily]:
+    """Empty families: one per ResourceGauges field, and the phases'."""
+    gauges = {f: GaugeMetricFamily(n, h, labels=PER_RESOURCE) for f, (n, h) in _GAUGES.items()}
+    phases = GaugeMetricFamily(
+        "kubellm_llmdeployment_phase", "1 for the current phase.", labels=[*PER_RESOURCE, "phase"]
+    )
+    return gauges, phases
 
 
 RESOURCES = PerResourceGauges()

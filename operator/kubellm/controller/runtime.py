@@ -97,19 +97,23 @@ class Runtime:
         filled cache (a restart, a resumed replica) would take a child it has not heard of
         yet for missing, or the canary's Ready pods for none."""
         for kind in (OWNER_KIND, *WATCHED_KINDS):
-            listed: set[tuple[str, str]] = set()
+            await self._sync_kind(kind)
 
-            def take(obj: dict[str, Any], kind: str = kind, listed: set[Any] = listed) -> None:
-                meta = obj.get("metadata") or {}
-                listed.add((meta.get("namespace") or "", meta.get("name") or ""))
-                self.cache.observe(kind, None, obj)
+    async def _sync_kind(self, kind: str) -> None:
+        """Take in every object of `kind`, then drop what the cache holds and the API has not."""
+        listed: set[tuple[str, str]] = set()
 
-            if not await self._listing(kind, take):
-                continue
-            for namespace, name in self.cache.known(kind):
-                if (namespace, name) not in listed and self._served(namespace):
-                    LOGGER.info("gone while not watching: %s %s/%s", kind, namespace, name)
-                    self.cache.forget(kind, namespace, name)
+        def take(obj: dict[str, Any]) -> None:
+            meta = obj.get("metadata") or {}
+            listed.add((meta.get("namespace") or "", meta.get("name") or ""))
+            self.cache.observe(kind, None, obj)
+
+        if not await self._listing(kind, take):
+            return
+        for namespace, name in self.cache.known(kind):
+            if (namespace, name) not in listed and self._served(namespace):
+                LOGGER.info("gone while not watching: %s %s/%s", kind, namespace, name)
+                self.cache.forget(kind, namespace, name)
 
     async def _adopt_unseen_owners(self) -> None:
         """LLMDeployments the API server has and the cache does not are taken in: a watch
